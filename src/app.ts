@@ -1,0 +1,77 @@
+// Composition root: config → logger → metrics → stores → upstreams → router → HTTP server.
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { BlobCache } from './cache/blobs.ts';
+import { FsBlobStore } from './cache/blob-store.ts';
+import { ManifestCache } from './cache/manifests.ts';
+import { Metadata } from './cache/metadata.ts';
+import type { Config } from './config/schema.ts';
+import type { HandlerContext } from './handlers/context.ts';
+import { Router } from './http/router.ts';
+import { createHttpServer, type ServerState } from './http/server.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
+import { Metrics } from './observability/metrics.ts';
+import { UpstreamRegistry, createOutsideAgent } from './upstream/registry.ts';
+
+export interface App {
+  readonly config: Config;
+  readonly server: Server;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly upstreams: ReadonlyMap<string, UpstreamRegistry>;
+  readonly store: FsBlobStore;
+  /** Listens on config.listen (or the given port, 0 = any) and returns the bound address. */
+  listen(port?: number): Promise<AddressInfo>;
+  /** Stops accepting, lets requests and downloads finish within the grace period, then closes. */
+  close(): Promise<void>;
+}
+
+export async function createApp(config: Config, opts: { logger?: Logger; defaultMetrics?: boolean } = {}): Promise<App> {
+  const log = opts.logger ?? createLogger(config.log.level);
+  const metrics = new Metrics({ upstreams: config.upstreams.map((u) => u.name), defaultMetrics: opts.defaultMetrics ?? true });
+  await mkdir(config.storage.root, { recursive: true });
+  const store = new FsBlobStore(config.storage.root);
+  await store.init();
+  const metadata = Metadata.sqlite(config.storage.root);
+  const outside = createOutsideAgent();
+  const upstreams = new Map(config.upstreams.map((u) => [u.name, new UpstreamRegistry(u, { outside, metrics, logger: log })]));
+  const blobs = new BlobCache({ store, metadata, metrics, logger: log });
+  const manifests = new ManifestCache({ store, metadata, metrics, logger: log, ttlMs: config.tags.ttlMs, maxBytes: config.limits.maxManifestBytes });
+  const ctx: HandlerContext = { blobs, manifests, upstreams, metrics, log };
+  const state: ServerState = { ready: false };
+  const server = createHttpServer(ctx, new Router(config.upstreams), state);
+
+  return {
+    config,
+    server,
+    metrics,
+    log,
+    upstreams,
+    store,
+    async listen(port?: number): Promise<AddressInfo> {
+      const i = config.listen.lastIndexOf(':');
+      const host = config.listen.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0';
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port ?? Number(config.listen.slice(i + 1)), host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      state.ready = true;
+      return server.address() as AddressInfo;
+    },
+    async close(): Promise<void> {
+      state.ready = false;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs).unref());
+      await Promise.race([Promise.all([closed, blobs.drain()]), grace]);
+      server.closeAllConnections();
+      await Promise.allSettled([...upstreams.values()].map((u) => u.close()));
+      await outside.close().catch(() => undefined);
+      await metadata.close().catch(() => undefined);
+    },
+  };
+}

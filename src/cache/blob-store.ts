@@ -1,0 +1,104 @@
+// Content-addressed files on disk. Only verified content is ever visible under blobs/.
+//
+//   <root>/
+//     blobs/sha256/ab/ab12…ef     complete, digest-verified content (blobs and manifests alike)
+//     tmp/<random>                downloads in progress; wiped at start, renamed into blobs/ on commit
+//     metadata.sqlite             keyv records (see metadata.ts)
+import { randomUUID } from 'node:crypto';
+import { mkdir, open, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Digest } from '../oci/digest.ts';
+
+export interface StoredBlob {
+  readonly path: string;
+  readonly size: number;
+}
+
+export interface TempFile {
+  readonly path: string;
+  readonly handle: FileHandle;
+}
+
+/** Where blob bytes live; a later backend (shared volume, S3) implements the same shape. */
+export interface BlobStore {
+  stat(digest: Digest): Promise<StoredBlob | undefined>;
+  createTemp(): Promise<TempFile>;
+  /** Moves a verified temp file into place atomically. */
+  commit(tempPath: string, digest: Digest): Promise<StoredBlob>;
+  /** Writes small verified content (manifests) in one go. */
+  put(digest: Digest, data: Uint8Array): Promise<StoredBlob>;
+  read(digest: Digest): Promise<Buffer | undefined>;
+  discard(tempPath: string): Promise<void>;
+}
+
+export class FsBlobStore implements BlobStore {
+  readonly root: string;
+  private readonly blobsDir: string;
+  private readonly tmpDir: string;
+
+  constructor(root: string) {
+    this.root = root;
+    this.blobsDir = join(root, 'blobs');
+    this.tmpDir = join(root, 'tmp');
+  }
+
+  /** Creates the layout and removes temp files left by an interrupted run. */
+  async init(): Promise<void> {
+    await rm(this.tmpDir, { recursive: true, force: true });
+    await mkdir(this.tmpDir, { recursive: true });
+    await mkdir(this.blobsDir, { recursive: true });
+  }
+
+  pathOf(digest: Digest): string {
+    return join(this.blobsDir, digest.algorithm, digest.hex.slice(0, 2), digest.hex);
+  }
+
+  async stat(digest: Digest): Promise<StoredBlob | undefined> {
+    const path = this.pathOf(digest);
+    try {
+      const s = await stat(path);
+      return s.isFile() ? { path, size: s.size } : undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async createTemp(): Promise<TempFile> {
+    const path = join(this.tmpDir, randomUUID());
+    // w+: the download writes while joined clients read the same bytes back.
+    return { path, handle: await open(path, 'w+', 0o644) };
+  }
+
+  async commit(tempPath: string, digest: Digest): Promise<StoredBlob> {
+    const path = this.pathOf(digest);
+    await mkdir(join(this.blobsDir, digest.algorithm, digest.hex.slice(0, 2)), { recursive: true });
+    await rename(tempPath, path);
+    const s = await stat(path);
+    return { path, size: s.size };
+  }
+
+  async put(digest: Digest, data: Uint8Array): Promise<StoredBlob> {
+    const tmp = join(this.tmpDir, randomUUID());
+    await writeFile(tmp, data);
+    return this.commit(tmp, digest);
+  }
+
+  async read(digest: Digest): Promise<Buffer | undefined> {
+    try {
+      const handle = await open(this.pathOf(digest), 'r');
+      try {
+        return await handle.readFile();
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async discard(tempPath: string): Promise<void> {
+    await unlink(tempPath).catch(() => undefined);
+  }
+}

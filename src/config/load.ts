@@ -1,0 +1,209 @@
+// Loads the YAML config file, applies environment overrides and validates it with messages that
+// name the exact field; the result is deep-frozen.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { DEFAULTS, DOCKER_HUB_URL, UPSTREAM_DEFAULTS, type Config, type UpstreamConfig } from './schema.ts';
+import { parseDuration, parseSize } from './units.ts';
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: string[], source: string) {
+    super(`invalid configuration (${source}):\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+type Raw = Record<string, unknown>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const UPSTREAM_NAME_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$/;
+
+/** Reads the file named by `--config`, else REGCACHE_CONFIG, else the embedded defaults. */
+export function loadConfig(opts: { file?: string | undefined; env?: Env } = {}): Config {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env['REGCACHE_CONFIG'];
+  let raw: unknown = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`cannot read ${file}: ${(err as Error).message}`], file);
+    }
+    try {
+      raw = parseYaml(text) ?? {};
+    } catch (err) {
+      throw new ConfigError([`not valid YAML: ${(err as Error).message}`], file);
+    }
+  }
+  return buildConfig(raw, env, file ?? 'defaults');
+}
+
+/** Validates a parsed document (plus env overrides) into a frozen Config. */
+export function buildConfig(raw: unknown, env: Env = {}, source = 'inline'): Config {
+  const problems: string[] = [];
+  const doc = asRecord(raw, '(root)', problems) ?? {};
+  known(doc, '', ['listen', 'storage', 'upstreams', 'tags', 'limits', 'log', 'shutdownTimeout'], problems);
+
+  const listen = str(env['REGCACHE_LISTEN'] ?? doc['listen'], 'listen', problems) ?? DEFAULTS.listen;
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$/.test(listen) || Number(listen.split(':').pop()) > 65535) {
+    problems.push(`listen: expected host:port, got ${JSON.stringify(listen)}`);
+  }
+
+  const storage = asRecord(doc['storage'] ?? {}, 'storage', problems) ?? {};
+  known(storage, 'storage.', ['root'], problems);
+  const root = str(env['REGCACHE_STORAGE_ROOT'] ?? storage['root'], 'storage.root', problems) ?? DEFAULTS.storage.root;
+
+  const tags = asRecord(doc['tags'] ?? {}, 'tags', problems) ?? {};
+  known(tags, 'tags.', ['ttl'], problems);
+  const ttlMs = duration(env['REGCACHE_TAGS_TTL'] ?? tags['ttl'], 'tags.ttl', problems) ?? DEFAULTS.tags.ttlMs;
+
+  const limits = asRecord(doc['limits'] ?? {}, 'limits', problems) ?? {};
+  known(limits, 'limits.', ['maxManifestSize'], problems);
+  const maxManifestBytes = size(limits['maxManifestSize'], 'limits.maxManifestSize', problems) ?? DEFAULTS.limits.maxManifestBytes;
+
+  const log = asRecord(doc['log'] ?? {}, 'log', problems) ?? {};
+  known(log, 'log.', ['level'], problems);
+  const levelRaw = str(env['REGCACHE_LOG_LEVEL'] ?? log['level'], 'log.level', problems) ?? DEFAULTS.log.level;
+  const level = LOG_LEVELS.find((l) => l === levelRaw);
+  if (!level) problems.push(`log.level: expected one of ${LOG_LEVELS.join('|')}, got ${JSON.stringify(levelRaw)}`);
+
+  const shutdownTimeoutMs = duration(doc['shutdownTimeout'], 'shutdownTimeout', problems) ?? DEFAULTS.shutdownTimeoutMs;
+
+  let upstreams: UpstreamConfig[] = [...DEFAULTS.upstreams];
+  if (doc['upstreams'] !== undefined) {
+    if (!Array.isArray(doc['upstreams']) || doc['upstreams'].length === 0) {
+      problems.push('upstreams: expected a non-empty list');
+    } else {
+      upstreams = doc['upstreams'].map((u, i) => upstream(u, i, problems)).filter((u) => u !== undefined);
+    }
+  }
+  upstreams = upstreams.map((u) => withCredentialsFromEnv(u, env));
+  const names = new Set<string>();
+  for (const [i, u] of upstreams.entries()) {
+    for (const n of [u.name, ...u.aliases]) {
+      if (names.has(n)) problems.push(`upstreams[${i}].name: "${n}" is used twice`);
+      names.add(n);
+    }
+  }
+  if (upstreams.filter((u) => u.mirror).length > 1) {
+    problems.push('upstreams: at most one upstream may have mirror: true');
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems, source);
+  return deepFreeze({
+    listen,
+    storage: { root },
+    upstreams,
+    tags: { ttlMs },
+    limits: { maxManifestBytes },
+    log: { level: level ?? 'info' },
+    shutdownTimeoutMs,
+  });
+}
+
+function upstream(raw: unknown, i: number, problems: string[]): UpstreamConfig | undefined {
+  const at = `upstreams[${i}]`;
+  const u = asRecord(raw, at, problems);
+  if (!u) return undefined;
+  known(u, `${at}.`, ['name', 'url', 'mirror', 'implicitLibrary', 'aliases', 'username', 'password', 'timeout', 'idleTimeout', 'connections'], problems);
+  const name = str(u['name'], `${at}.name`, problems);
+  const url = str(u['url'], `${at}.url`, problems);
+  if (name === undefined) problems.push(`${at}.name: required`);
+  else if (!UPSTREAM_NAME_RE.test(name)) problems.push(`${at}.name: expected a registry host name like "ghcr.io", got ${JSON.stringify(name)}`);
+  let origin: URL | undefined;
+  if (url === undefined) problems.push(`${at}.url: required`);
+  else {
+    try {
+      origin = new URL(url);
+    } catch {
+      origin = undefined;
+    }
+    if (!origin || !['http:', 'https:'].includes(origin.protocol) || origin.username || origin.password || (origin.pathname !== '/' && origin.pathname !== '') || origin.search) {
+      problems.push(`${at}.url: expected an http(s) URL with no path, query or credentials, got ${JSON.stringify(url)}`);
+      origin = undefined;
+    }
+  }
+  const aliases = u['aliases'] === undefined ? [] : u['aliases'];
+  if (!Array.isArray(aliases) || !aliases.every((a) => typeof a === 'string')) {
+    problems.push(`${at}.aliases: expected a list of names`);
+  }
+  const isHub = name === 'docker.io' || origin?.origin === DOCKER_HUB_URL;
+  const connections = u['connections'] === undefined ? UPSTREAM_DEFAULTS.connections : u['connections'];
+  if (typeof connections !== 'number' || !Number.isInteger(connections) || connections < 1) {
+    problems.push(`${at}.connections: expected a positive integer`);
+  }
+  const username = str(u['username'], `${at}.username`, problems);
+  const password = str(u['password'], `${at}.password`, problems);
+  if (name === undefined || origin === undefined) return undefined;
+  return {
+    name,
+    url: origin.origin,
+    mirror: bool(u['mirror'], `${at}.mirror`, problems) ?? UPSTREAM_DEFAULTS.mirror,
+    implicitLibrary: bool(u['implicitLibrary'], `${at}.implicitLibrary`, problems) ?? isHub,
+    aliases: Array.isArray(aliases) ? aliases.filter((a): a is string => typeof a === 'string') : [],
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    timeoutMs: duration(u['timeout'], `${at}.timeout`, problems) ?? UPSTREAM_DEFAULTS.timeoutMs,
+    idleTimeoutMs: duration(u['idleTimeout'], `${at}.idleTimeout`, problems) ?? UPSTREAM_DEFAULTS.idleTimeoutMs,
+    connections: typeof connections === 'number' ? connections : UPSTREAM_DEFAULTS.connections,
+  };
+}
+
+/** REGCACHE_UPSTREAM_<NAME>_USERNAME / _PASSWORD, NAME upper-cased with non-alphanumerics as "_". */
+function withCredentialsFromEnv(u: UpstreamConfig, env: Env): UpstreamConfig {
+  const key = `REGCACHE_UPSTREAM_${u.name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+  const username = env[`${key}_USERNAME`] ?? u.username;
+  const password = env[`${key}_PASSWORD`] ?? u.password;
+  return { ...u, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) };
+}
+
+function asRecord(v: unknown, at: string, problems: string[]): Raw | undefined {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Raw;
+  problems.push(`${at}: expected a mapping, got ${JSON.stringify(v)}`);
+  return undefined;
+}
+
+function known(r: Raw, prefix: string, keys: readonly string[], problems: string[]): void {
+  for (const k of Object.keys(r)) {
+    if (!keys.includes(k)) problems.push(`${prefix}${k}: unknown key (expected one of ${keys.join(', ')})`);
+  }
+}
+
+function str(v: unknown, at: string, problems: string[]): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string' || typeof v === 'number') return String(v);
+  problems.push(`${at}: expected a string, got ${JSON.stringify(v)}`);
+  return undefined;
+}
+
+function bool(v: unknown, at: string, problems: string[]): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'boolean') return v;
+  problems.push(`${at}: expected true or false, got ${JSON.stringify(v)}`);
+  return undefined;
+}
+
+function duration(v: unknown, at: string, problems: string[]): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  const ms = typeof v === 'string' || typeof v === 'number' ? parseDuration(v) : undefined;
+  if (ms === undefined) problems.push(`${at}: expected a duration like "30s" or "5m", got ${JSON.stringify(v)}`);
+  return ms;
+}
+
+function size(v: unknown, at: string, problems: string[]): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  const bytes = typeof v === 'string' || typeof v === 'number' ? parseSize(v) : undefined;
+  if (bytes === undefined || bytes <= 0) problems.push(`${at}: expected a size like "4MiB", got ${JSON.stringify(v)}`);
+  return bytes;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,106 @@
+// The HTTP edge: routes requests, maps every failure to OCI error JSON, writes the access log, and
+// shrugs off non-HTTP bytes (podman and docker probe plain-HTTP ports with a TLS ClientHello first).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { handleBlob } from '../handlers/blobs.ts';
+import type { HandlerContext, RequestNote } from '../handlers/context.ts';
+import { handleManifest } from '../handlers/manifests.ts';
+import { handleTags } from '../handlers/tags.ts';
+import { toOciError } from '../oci/errors.ts';
+import type { RequestKind, RequestResult } from '../observability/metrics.ts';
+import { API_VERSION_HEADER, sendError } from './respond.ts';
+import type { Route, Router } from './router.ts';
+
+export interface ServerState {
+  ready: boolean;
+}
+
+export function createHttpServer(ctx: HandlerContext, router: Router, state: ServerState): Server {
+  const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
+    void handle(ctx, router, state, req, res);
+  });
+  server.keepAliveTimeout = 65_000;
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    ctx.log.debug({ code: err.code, remote: socket.remoteAddress }, 'malformed request dropped');
+    if (socket.writable && !(err as { rawPacket?: unknown }).rawPacket?.toString().startsWith('\u0016')) {
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    }
+    socket.destroy();
+  });
+  return server;
+}
+
+async function handle(ctx: HandlerContext, router: Router, state: ServerState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const started = performance.now();
+  const method = req.method ?? 'GET';
+  const note: RequestNote = {};
+  let route: Route | undefined;
+  try {
+    route = router.route(method, req.url ?? '/');
+    switch (route.kind) {
+      case 'ping':
+        res.writeHead(200, { ...API_VERSION_HEADER, 'content-type': 'application/json', 'content-length': 2 });
+        res.end(method === 'HEAD' ? undefined : '{}');
+        return;
+      case 'health':
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+        return;
+      case 'ready':
+        res.writeHead(state.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(state.ready ? 'ready\n' : 'shutting down\n');
+        return;
+      case 'metrics': {
+        const text = await ctx.metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType }).end(text);
+        return;
+      }
+      case 'manifest':
+        await handleManifest(ctx, route, req, res, note);
+        break;
+      case 'blob':
+        await handleBlob(ctx, route, req, res, note);
+        break;
+      case 'tags':
+        await handleTags(ctx, route, req, res, note);
+        break;
+    }
+  } catch (err) {
+    const oci = toOciError(err);
+    note.result = 'error';
+    if (oci.status >= 500) ctx.log.error({ err: describe(err), url: req.url }, 'request failed');
+    sendError(res, err, method);
+  } finally {
+    if (route && (route.kind === 'manifest' || route.kind === 'blob' || route.kind === 'tags')) {
+      ctx.metrics.requests.labels(route.upstream, route.kind satisfies RequestKind, method, metricResult(note.result)).inc();
+      ctx.log.info({
+        method,
+        url: req.url,
+        status: res.statusCode,
+        upstream: route.upstream,
+        result: note.result,
+        digest: note.digest,
+        ms: Math.round((performance.now() - started) * 10) / 10,
+        ua: req.headers['user-agent'],
+      }, 'request');
+    } else if (res.statusCode >= 400) {
+      ctx.log.info({ method, url: req.url?.slice(0, 300), status: res.statusCode }, 'request');
+    }
+  }
+}
+
+function metricResult(result: string | undefined): RequestResult {
+  switch (result) {
+    case 'hit':
+    case 'stale':
+    case 'revalidated':
+    case 'error':
+      return result;
+    default:
+      return 'miss';
+  }
+}
+
+function describe(err: unknown): unknown {
+  if (err instanceof Error) return { type: err.name, message: err.message, cause: err.cause instanceof Error ? err.cause.message : undefined, stack: err.stack };
+  return String(err);
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// Entry point: `regcache [--config FILE]` loads the config, starts the server, and drains on SIGTERM.
+import { parseArgs } from 'node:util';
+import { createApp } from './app.ts';
+import { ConfigError, loadConfig } from './config/load.ts';
+
+const { values } = parseArgs({ options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });
+if (values.help) {
+  process.stdout.write('usage: regcache [--config FILE]   (or REGCACHE_CONFIG=FILE; no file = embedded defaults)\n');
+  process.exit(0);
+}
+
+let config;
+try {
+  config = loadConfig({ file: values.config });
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
+
+const app = await createApp(config);
+const address = await app.listen();
+app.log.info({
+  listen: `${address.address}:${address.port}`,
+  storage: config.storage.root,
+  upstreams: config.upstreams.map((u) => ({ name: u.name, url: u.url, mirror: u.mirror, auth: u.username ? 'basic' : 'anonymous' })),
+}, 'regcache listening');
+
+let stopping = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    app.log.info({ signal }, 'shutting down: draining requests and downloads');
+    app.close().then(
+      () => {
+        app.log.info('stopped');
+        app.log.flush();
+        setTimeout(() => process.exit(0), 50).unref();
+      },
+      (err: unknown) => {
+        app.log.error({ err: String(err) }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  });
+}

@@ -1,0 +1,86 @@
+// Every Prometheus metric regcache exports, in one registry; labels are bounded (upstream, kind, result).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type RequestKind = 'manifest' | 'blob' | 'tags';
+export type RequestResult = 'hit' | 'miss' | 'stale' | 'revalidated' | 'error';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'regcache_requests_total',
+    help: 'Client requests for registry content, by upstream, kind, method and cache result.',
+    labelNames: ['upstream', 'kind', 'method', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly servedBytes = new Counter({
+    name: 'regcache_served_bytes_total',
+    help: 'Blob and manifest bytes sent to clients, by where they came from.',
+    labelNames: ['upstream', 'source'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamRequests = new Counter({
+    name: 'regcache_upstream_requests_total',
+    help: 'Requests sent to upstream registries, by method and status ("error" when no response).',
+    labelNames: ['upstream', 'method', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamDuration = new Histogram({
+    name: 'regcache_upstream_request_duration_seconds',
+    help: 'Time to response headers of upstream requests.',
+    labelNames: ['upstream', 'kind'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly rateLimitLimit = new Gauge({
+    name: 'regcache_upstream_ratelimit_limit',
+    help: 'Pull budget per window announced by the upstream (ratelimit-limit).',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimitRemaining = new Gauge({
+    name: 'regcache_upstream_ratelimit_remaining',
+    help: 'Pulls left in the current window (ratelimit-remaining).',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimitWindow = new Gauge({
+    name: 'regcache_upstream_ratelimit_window_seconds',
+    help: 'Length of the upstream rate-limit window.',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly throttled = new Counter({
+    name: 'regcache_upstream_throttled_total',
+    help: 'Upstream answers with status 429.',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly inflight = new Gauge({
+    name: 'regcache_inflight_fetches',
+    help: 'Blob downloads from upstreams in progress.',
+    registers: [this.registry],
+  });
+  readonly dedupJoins = new Counter({
+    name: 'regcache_dedup_joins_total',
+    help: 'Blob requests that joined a download already in progress instead of fetching again.',
+    registers: [this.registry],
+  });
+  readonly verifyFailures = new Counter({
+    name: 'regcache_verify_failures_total',
+    help: 'Upstream content rejected because its digest or size did not match.',
+    labelNames: ['upstream', 'kind'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(opts: { upstreams: readonly string[]; defaultMetrics?: boolean }) {
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    // Pre-initialise bounded label sets so rates start at 0 instead of appearing on first use.
+    for (const upstream of opts.upstreams) {
+      for (const kind of ['manifest', 'blob', 'tags'] as const) {
+        for (const result of ['hit', 'miss', 'error'] as const) this.requests.labels(upstream, kind, 'GET', result).inc(0);
+      }
+      for (const source of ['cache', 'upstream'] as const) this.servedBytes.labels(upstream, source).inc(0);
+      this.throttled.labels(upstream).inc(0);
+    }
+  }
+}
