@@ -50,8 +50,15 @@ export class OciError extends Error {
   }
 }
 
+/** Internal errors that know their client-facing form (mapped only at the HTTP edge). */
+export interface HasOciError {
+  toOciError(): OciError;
+}
+
 /** Maps anything thrown to an OciError; unknown errors become 500 UNKNOWN without leaking internals. */
 export function toOciError(err: unknown): OciError {
   if (err instanceof OciError) return err;
+  const mapped = (err as Partial<HasOciError> | null)?.toOciError;
+  if (typeof mapped === 'function') return mapped.call(err);
   return new OciError('UNKNOWN', undefined, { cause: err });
 }

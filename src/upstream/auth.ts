@@ -1,6 +1,8 @@
 // Upstream authentication: answers Bearer/Basic challenges and caches tokens per (realm, service, scope).
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../observability/logger.ts';
+import { OciError } from '../oci/errors.ts';
+import { UpstreamError } from './errors.ts';
 
 export interface Credentials {
   readonly username: string;
@@ -121,6 +123,11 @@ export class UpstreamAuth {
       bodyTimeout: this.timeoutMs,
     });
     const text = await res.body.text();
+    if (res.statusCode >= 500 || res.statusCode === 429) {
+      // The token server is down or throttling: upstream trouble, not missing access.
+      throw new UpstreamError(this.upstream, res.statusCode === 429 ? 'throttled' : 'server',
+        new OciError(res.statusCode === 429 ? 'TOOMANYREQUESTS' : 'UPSTREAM_UNAVAILABLE', `token server of ${this.upstream} answered ${res.statusCode}`), { status: res.statusCode });
+    }
     if (res.statusCode !== 200) {
       this.log.warn({ upstream: this.upstream, realm: url.origin, status: res.statusCode }, 'token request refused');
       return undefined;
