@@ -137,17 +137,21 @@ function upstream(raw: unknown, i: number, problems: string[]): UpstreamConfig |
   }
   const username = str(u['username'], `${at}.username`, problems);
   const password = str(u['password'], `${at}.password`, problems);
+  const mirror = bool(u['mirror'], `${at}.mirror`, problems) ?? UPSTREAM_DEFAULTS.mirror;
+  const implicitLibrary = bool(u['implicitLibrary'], `${at}.implicitLibrary`, problems) ?? isHub;
+  const timeoutMs = duration(u['timeout'], `${at}.timeout`, problems) ?? UPSTREAM_DEFAULTS.timeoutMs;
+  const idleTimeoutMs = duration(u['idleTimeout'], `${at}.idleTimeout`, problems) ?? UPSTREAM_DEFAULTS.idleTimeoutMs;
   if (name === undefined || origin === undefined) return undefined;
   return {
     name,
     url: origin.origin,
-    mirror: bool(u['mirror'], `${at}.mirror`, problems) ?? UPSTREAM_DEFAULTS.mirror,
-    implicitLibrary: bool(u['implicitLibrary'], `${at}.implicitLibrary`, problems) ?? isHub,
+    mirror,
+    implicitLibrary,
     aliases: Array.isArray(aliases) ? aliases.filter((a): a is string => typeof a === 'string') : [],
     ...(username === undefined ? {} : { username }),
     ...(password === undefined ? {} : { password }),
-    timeoutMs: duration(u['timeout'], `${at}.timeout`, problems) ?? UPSTREAM_DEFAULTS.timeoutMs,
-    idleTimeoutMs: duration(u['idleTimeout'], `${at}.idleTimeout`, problems) ?? UPSTREAM_DEFAULTS.idleTimeoutMs,
+    timeoutMs,
+    idleTimeoutMs,
     connections: typeof connections === 'number' ? connections : UPSTREAM_DEFAULTS.connections,
   };
 }

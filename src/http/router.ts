@@ -54,7 +54,7 @@ export class Router {
     if (path === '/v2' || path === '/v2/') return { kind: 'ping' };
 
     // Names, tags and digests never contain '%'; a percent-encoded path is refused, not decoded.
-    if (path.includes('%') || path.includes('//')) throw new OciError('NAME_INVALID', 'invalid characters in path');
+    if (path.includes('%') || path.includes('//') || /\/\.\.?(\/|$)/.test(path)) throw new OciError('NAME_INVALID', 'invalid characters in path');
     const rest = path.slice('/v2/'.length);
     let m = /^(.+)\/manifests\/([^/]+)$/.exec(rest);
     if (m?.[1] && m[2]) {

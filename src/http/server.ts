@@ -6,7 +6,7 @@ import { handleBlob } from '../handlers/blobs.ts';
 import type { HandlerContext, RequestNote } from '../handlers/context.ts';
 import { handleManifest } from '../handlers/manifests.ts';
 import { handleTags } from '../handlers/tags.ts';
-import { toOciError } from '../oci/errors.ts';
+import { OciError, toOciError } from '../oci/errors.ts';
 import type { RequestKind, RequestResult } from '../observability/metrics.ts';
 import { API_VERSION_HEADER, sendError } from './respond.ts';
 import type { Route, Router } from './router.ts';
@@ -22,9 +22,12 @@ export function createHttpServer(ctx: HandlerContext, router: Router, state: Ser
   server.keepAliveTimeout = 65_000;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     ctx.log.debug({ code: err.code, remote: socket.remoteAddress }, 'malformed request dropped');
-    if (socket.writable && !(err as { rawPacket?: unknown }).rawPacket?.toString().startsWith('\u0016')) {
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    // A TLS ClientHello (first byte 0x16) gets the connection closed: the client then retries over HTTP.
+    const tls = (err as { rawPacket?: Buffer }).rawPacket?.[0] === 0x16;
+    if (socket.writable && !tls) {
+      const overflow = err.code === 'HPE_HEADER_OVERFLOW';
+      const body = JSON.stringify(new OciError('UNSUPPORTED', overflow ? 'request headers too large' : 'malformed HTTP request', { status: 400 }).toJSON());
+      socket.end(`HTTP/1.1 ${overflow ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     }
     socket.destroy();
   });
