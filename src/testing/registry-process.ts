@@ -1,11 +1,14 @@
 // A real upstream for tests: Debian's docker-registry (distribution) on 127.0.0.1, with a request
 // counter read from its JSON access log, and a push helper that speaks the registry API.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import type { Blob, Image, Manifest, MultiArchImage } from './fixtures.ts';
+
+const run = promisify(execFile);
 
 export interface LoggedRequest {
   readonly method: string;
@@ -75,6 +78,15 @@ export class RegistryProcess {
   async pushImage(repo: string, tag: string | undefined, img: Image): Promise<void> {
     for (const blob of img.blobs) await this.pushBlob(repo, blob);
     await this.pushManifest(repo, tag ?? img.manifest.digest, img.manifest);
+  }
+
+  /** Pushes with skopeo from a `dir:` layout written to `scratch` (the way an operator would). */
+  async pushWithSkopeo(repo: string, tag: string, img: Image, scratch: string): Promise<void> {
+    await mkdir(scratch, { recursive: true });
+    await writeFile(join(scratch, 'version'), 'Directory Transport Version: 1.1\n');
+    await writeFile(join(scratch, 'manifest.json'), img.manifest.data);
+    for (const b of img.blobs) await writeFile(join(scratch, b.digest.slice('sha256:'.length)), b.data);
+    await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `dir:${scratch}`, `docker://${this.url.slice('http://'.length)}/${repo}:${tag}`]);
   }
 
   async pushMultiArch(repo: string, tag: string, multi: MultiArchImage): Promise<void> {
