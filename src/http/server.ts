@@ -11,12 +11,18 @@ import type { RequestKind, RequestResult } from '../observability/metrics.ts';
 import { API_VERSION_HEADER, sendError } from './respond.ts';
 import type { Route, Router } from './router.ts';
 
+/**
+ * Per-socket write buffer. At Node's 64 KiB default every blob chunk hits backpressure and the
+ * stream ping-pongs on 'drain'; 1 MiB keeps the socket fed while bounding memory per client.
+ */
+const SOCKET_BUFFER = 1 << 20;
+
 export interface ServerState {
   ready: boolean;
 }
 
 export function createHttpServer(ctx: HandlerContext, router: Router, state: ServerState): Server {
-  const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
+  const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 16 * 1024, highWaterMark: SOCKET_BUFFER }, (req, res) => {
     void handle(ctx, router, state, req, res);
   });
   server.keepAliveTimeout = 65_000;
