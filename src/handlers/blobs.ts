@@ -1,16 +1,12 @@
 // GET/HEAD /v2/<name>/blobs/<digest>: from disk when cached, else streamed from the shared download.
-import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
+import { FileSender } from '../cache/file-sender.ts';
 import { parseDigest, type Digest } from '../oci/digest.ts';
 import { BLOB_CONTENT_TYPE } from '../oci/media-types.ts';
 import { API_VERSION_HEADER, parseRange, type ByteRange } from '../http/respond.ts';
 import { header } from '../upstream/registry.ts';
 import { upstreamOf, type HandlerContext, type RequestNote } from './context.ts';
-
-/** 1 MiB reads: measured ~2× the throughput of Node's 64 KiB default on this hardware. */
-const FILE_READ_BUFFER = 1 << 20;
 
 export async function handleBlob(
   ctx: HandlerContext,
@@ -93,9 +89,9 @@ async function serveLocal(
       res.end();
       return true;
     }
-    const stream = createReadStream('', { fd: handle, start: range?.start ?? 0, end: range?.end ?? size - 1, highWaterMark: FILE_READ_BUFFER, autoClose: false });
-    await pipeline(stream, res);
-    ctx.metrics.servedBytes.labels(upstream, 'cache').inc(range ? range.end - range.start + 1 : size);
+    const sent = await new FileSender(handle, res).sendRange(range?.start ?? 0, range?.end ?? size - 1);
+    res.end();
+    ctx.metrics.servedBytes.labels(upstream, 'cache').inc(sent);
     return true;
   } finally {
     await handle.close().catch(() => undefined);
