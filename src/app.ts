@@ -6,6 +6,7 @@ import { BlobCache } from './cache/blobs.ts';
 import { FsBlobStore } from './cache/blob-store.ts';
 import { ManifestCache } from './cache/manifests.ts';
 import { Metadata } from './cache/metadata.ts';
+import { StorageIndex } from './cache/storage-index.ts';
 import type { Config } from './config/schema.ts';
 import type { HandlerContext } from './handlers/context.ts';
 import { Router } from './http/router.ts';
@@ -21,6 +22,7 @@ export interface App {
   readonly log: Logger;
   readonly upstreams: ReadonlyMap<string, UpstreamRegistry>;
   readonly store: FsBlobStore;
+  readonly index: StorageIndex;
   /** Listens on config.listen (or the given port, 0 = any) and returns the bound address. */
   listen(port?: number): Promise<AddressInfo>;
   /** Stops accepting, lets requests and downloads finish within the grace period, then closes. */
@@ -36,8 +38,10 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
   const metadata = Metadata.sqlite(config.storage.root);
   const outside = createOutsideAgent();
   const upstreams = new Map(config.upstreams.map((u) => [u.name, new UpstreamRegistry(u, { outside, metrics, logger: log })]));
-  const blobs = new BlobCache({ store, metadata, metrics, logger: log });
-  const manifests = new ManifestCache({ store, metadata, metrics, logger: log, ttlMs: config.tags.ttlMs, maxBytes: config.limits.maxManifestBytes });
+  const index = new StorageIndex({ store, metadata, metrics, logger: log, quota: config.storage });
+  await index.load();
+  const blobs = new BlobCache({ store, index, metrics, logger: log });
+  const manifests = new ManifestCache({ store, metadata, index, metrics, logger: log, ttlMs: config.tags.ttlMs, maxBytes: config.limits.maxManifestBytes });
   const ctx: HandlerContext = { blobs, manifests, upstreams, metrics, log };
   const state: ServerState = { ready: false };
   const server = createHttpServer(ctx, new Router(config.upstreams), state);
@@ -49,6 +53,7 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
     log,
     upstreams,
     store,
+    index,
     async listen(port?: number): Promise<AddressInfo> {
       const i = config.listen.lastIndexOf(':');
       const host = config.listen.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0';
@@ -71,6 +76,7 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
       server.closeAllConnections();
       await Promise.allSettled([...upstreams.values()].map((u) => u.close()));
       await outside.close().catch(() => undefined);
+      await index.close().catch(() => undefined);
       await metadata.close().catch(() => undefined);
     },
   };

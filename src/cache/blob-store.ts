@@ -5,7 +5,7 @@
 //     tmp/<random>                downloads in progress; wiped at start, renamed into blobs/ on commit
 //     metadata.sqlite             keyv records (see metadata.ts)
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest } from '../oci/digest.ts';
 
@@ -29,6 +29,10 @@ export interface BlobStore {
   put(digest: Digest, data: Uint8Array): Promise<StoredBlob>;
   read(digest: Digest): Promise<Buffer | undefined>;
   discard(tempPath: string): Promise<void>;
+  /** Deletes committed content; false if it was not there. */
+  remove(digest: Digest): Promise<boolean>;
+  /** Every committed file (for reconciling the index with the disk at start). */
+  list(): AsyncIterable<{ readonly digest: string; readonly size: number; readonly mtimeMs: number }>;
 }
 
 export class FsBlobStore implements BlobStore {
@@ -100,5 +104,35 @@ export class FsBlobStore implements BlobStore {
 
   async discard(tempPath: string): Promise<void> {
     await unlink(tempPath).catch(() => undefined);
+  }
+
+  async remove(digest: Digest): Promise<boolean> {
+    try {
+      await unlink(this.pathOf(digest));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
+  async *list(): AsyncIterable<{ digest: string; size: number; mtimeMs: number }> {
+    for (const algorithm of await readdirOrEmpty(this.blobsDir)) {
+      for (const prefix of await readdirOrEmpty(join(this.blobsDir, algorithm))) {
+        for (const hex of await readdirOrEmpty(join(this.blobsDir, algorithm, prefix))) {
+          const s = await stat(join(this.blobsDir, algorithm, prefix, hex)).catch(() => undefined);
+          if (s?.isFile()) yield { digest: `${algorithm}:${hex}`, size: s.size, mtimeMs: s.mtimeMs };
+        }
+      }
+    }
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
   }
 }

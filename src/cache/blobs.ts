@@ -5,19 +5,21 @@ import type { Digest } from '../oci/digest.ts';
 import type { UpstreamRegistry } from '../upstream/registry.ts';
 import type { BlobStore, StoredBlob } from './blob-store.ts';
 import { Download } from './download.ts';
-import type { Metadata } from './metadata.ts';
+import type { StorageIndex } from './storage-index.ts';
 
 export class BlobCache {
   private readonly store: BlobStore;
-  private readonly metadata: Metadata;
+  private readonly index: StorageIndex;
   private readonly metrics: Metrics;
   private readonly log: Logger;
   /** Downloads in progress by digest; an entry is removed only after its file is committed or discarded. */
   private readonly inflight = new Map<string, Download>();
 
-  constructor(deps: { store: BlobStore; metadata: Metadata; metrics: Metrics; logger: Logger }) {
+  constructor(deps: { store: BlobStore; index: StorageIndex; metrics: Metrics; logger: Logger }) {
     this.store = deps.store;
-    this.metadata = deps.metadata;
+    this.index = deps.index;
+    // A blob being downloaded is not in the index yet; one still streamed from its file is protected.
+    this.index.addProtector((digest) => this.inflight.has(digest));
     this.metrics = deps.metrics;
     this.log = deps.logger.child({ module: 'blobs' });
   }
@@ -25,6 +27,12 @@ export class BlobCache {
   /** Verified local content, if any. */
   local(digest: Digest): Promise<StoredBlob | undefined> {
     return this.store.stat(digest);
+  }
+
+  /** Marks a blob as used and protects it from eviction until the returned function is called. */
+  use(digest: Digest): () => void {
+    this.index.touch(digest.value);
+    return this.index.acquire(digest.value);
   }
 
   /** A download already in progress for this digest (from any repository: same digest, same bytes). */
@@ -43,21 +51,30 @@ export class BlobCache {
     this.inflight.set(digest.value, download);
     this.metrics.inflight.inc();
     const started = Date.now();
+    const keep = (size: number): boolean => {
+      if (this.index.fits(size)) return true;
+      this.metrics.passThrough.labels('quota').inc();
+      this.log.warn({ digest: digest.value, bytes: size, quota: this.index.quota.quotaBytes }, 'blob larger than the quota allows: streamed, not kept');
+      return false;
+    };
     void download
-      .run(() => upstream.blob('GET', repo, digest.value), this.store)
+      .run(() => upstream.blob('GET', repo, digest.value), this.store, keep)
       .then(() => download.done)
       .then(
         async (stored) => {
+          if (!stored) return;
+          // Clients may still read the committed file through the download: protect it until they finish.
+          const release = this.index.acquire(digest.value);
+          void download.closed.then(release);
           this.log.info({ digest: digest.value, upstream: upstream.name, repo, bytes: stored.size, ms: Date.now() - started }, 'blob committed');
-          await this.metadata.setBlob(digest.value, { size: stored.size, storedAt: Date.now() }).catch((err: unknown) => {
-            this.log.error({ digest: digest.value, err: String(err) }, 'recording blob metadata failed');
-          });
+          await this.index.add(digest.value, stored.size, 'blob');
         },
         (err: unknown) => {
           if ((err as { failure?: string }).failure === 'invalid') this.metrics.verifyFailures.labels(upstream.name, 'blob').inc();
           this.log.warn({ digest: digest.value, upstream: upstream.name, repo, bytes: download.bytesReceived, err: String(err) }, 'blob download failed; nothing committed');
         },
       )
+      .catch((err: unknown) => this.log.error({ digest: digest.value, err: String(err) }, 'recording committed blob failed'))
       .finally(() => {
         this.inflight.delete(digest.value);
         this.metrics.inflight.dec();

@@ -44,17 +44,21 @@ export class Download {
   /** Length of the blob once it is committed. */
   committedSize: number | undefined;
   readonly ready: Promise<number | undefined>;
-  readonly done: Promise<StoredBlob>;
+  /** The stored blob, or undefined when it was verified but not kept (pass-through). */
+  readonly done: Promise<StoredBlob | undefined>;
+  /** Settles when the temp file is closed: no client reads from this download any more. */
+  readonly closed: Promise<void>;
   private state: State = 'connecting';
   private received = 0;
   private written = 0;
   private temp: TempFile | undefined;
   private hash: ReturnType<typeof newHash>;
-  private closed = false;
+  private fileClosed = false;
   private readonly subscribers = new Set<Subscriber>();
   private resolveReady!: (size: number | undefined) => void;
   private rejectReady!: (err: unknown) => void;
-  private resolveDone!: (blob: StoredBlob) => void;
+  private resolveDone!: (blob: StoredBlob | undefined) => void;
+  private resolveClosed!: () => void;
   private rejectDone!: (err: unknown) => void;
   private readonly log: Logger;
 
@@ -71,6 +75,7 @@ export class Download {
       this.resolveDone = resolve;
       this.rejectDone = reject;
     });
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     // Failures are delivered to whoever awaits; these keep unobserved ones from crashing the process.
     this.ready.catch(() => undefined);
     this.done.catch(() => undefined);
@@ -82,7 +87,7 @@ export class Download {
 
   /** False once the download failed or closed its file after commit (serve from the store then). */
   get canStream(): boolean {
-    return !this.closed && this.state !== 'failed';
+    return !this.fileClosed && this.state !== 'failed';
   }
 
   get subscriberCount(): number {
@@ -90,7 +95,7 @@ export class Download {
   }
 
   /** Fetches, tees, verifies and commits; never throws (outcome is in `ready`/`done`). */
-  async run(fetch: () => Promise<UpstreamResponse>, store: BlobStore): Promise<void> {
+  async run(fetch: () => Promise<UpstreamResponse>, store: BlobStore, keep: (size: number) => boolean = () => true): Promise<void> {
     let res: UpstreamResponse | undefined;
     try {
       this.temp = await store.createTemp();
@@ -107,7 +112,11 @@ export class Download {
       if (actual !== this.digest.hex) {
         throw new VerificationError(this.upstream, `blob ${this.digest.value}: upstream content hashes to ${this.digest.algorithm}:${actual}`, 'DIGEST_INVALID');
       }
-      const stored = await store.commit(this.temp.path, this.digest);
+      // Pass-through: verified bytes still reach every client, but the file is not kept.
+      // Unlinking is safe while clients read: they hold the open file.
+      let stored: StoredBlob | undefined;
+      if (keep(this.received)) stored = await store.commit(this.temp.path, this.digest);
+      else await store.discard(this.temp.path);
       this.committedSize = this.received;
       this.state = 'committed';
       this.resolveDone(stored);
@@ -285,8 +294,9 @@ export class Download {
   }
 
   private async closeIfIdle(): Promise<void> {
-    if (this.closed || this.subscribers.size > 0 || (this.state !== 'committed' && this.state !== 'failed')) return;
-    this.closed = true;
+    if (this.fileClosed || this.subscribers.size > 0 || (this.state !== 'committed' && this.state !== 'failed')) return;
+    this.fileClosed = true;
     await this.temp?.handle.close().catch(() => undefined);
+    this.resolveClosed();
   }
 }

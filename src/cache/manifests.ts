@@ -11,6 +11,7 @@ import { header, type UpstreamRegistry, type UpstreamResponse } from '../upstrea
 import type { BlobStore } from './blob-store.ts';
 import type { Metadata, TagRecord } from './metadata.ts';
 import { SingleFlight } from './single-flight.ts';
+import type { StorageIndex } from './storage-index.ts';
 
 export type ManifestSource = 'hit' | 'miss' | 'revalidated' | 'stale';
 
@@ -31,6 +32,7 @@ interface StoredManifest {
 export class ManifestCache {
   private readonly store: BlobStore;
   private readonly metadata: Metadata;
+  private readonly index: StorageIndex;
   private readonly metrics: Metrics;
   private readonly log: Logger;
   private readonly ttlMs: number;
@@ -42,14 +44,17 @@ export class ManifestCache {
   /** One upstream exchange per tag or digest at a time: 50 sessions asking at once cost one pull. */
   private readonly flights = new SingleFlight<ManifestAnswer>();
 
-  constructor(deps: { store: BlobStore; metadata: Metadata; metrics: Metrics; logger: Logger; ttlMs: number; maxBytes: number; memoryBytes?: number }) {
+  constructor(deps: { store: BlobStore; metadata: Metadata; index: StorageIndex; metrics: Metrics; logger: Logger; ttlMs: number; maxBytes: number; memoryBytes?: number }) {
     this.store = deps.store;
     this.metadata = deps.metadata;
+    this.index = deps.index;
     this.metrics = deps.metrics;
     this.log = deps.logger.child({ module: 'manifests' });
     this.ttlMs = deps.ttlMs;
     this.maxBytes = deps.maxBytes;
     this.bodies = new LRUCache({ maxSize: deps.memoryBytes ?? 64 * 2 ** 20, sizeCalculation: (m) => Math.max(1, m.body.length) });
+    // A manifest evicted or deleted from disk must not live on in memory.
+    this.index.onEvicted((entry) => this.bodies.delete(entry.digest));
   }
 
   async get(upstream: UpstreamRegistry, repo: string, reference: string, method: 'GET' | 'HEAD'): Promise<ManifestAnswer> {
@@ -160,9 +165,10 @@ export class ManifestCache {
       }
     }
     const digest = parseDigest(actual);
-    await this.store.put(digest, body);
     await this.metadata.setManifest(digest.value, { mediaType, size: body.length });
+    await this.store.put(digest, body);
     this.bodies.set(digest.value, { mediaType, body });
+    await this.index.add(digest.value, body.length, 'manifest');
     this.log.info({ upstream: upstream.name, repo, reference, digest: digest.value, mediaType, bytes: body.length }, 'manifest stored');
     return { digest: digest.value, mediaType, size: body.length, body };
   }
@@ -192,13 +198,17 @@ export class ManifestCache {
 
   private async load(digest: Digest): Promise<StoredManifest | undefined> {
     const hot = this.bodies.get(digest.value);
-    if (hot) return hot;
+    if (hot) {
+      this.index.touch(digest.value);
+      return hot;
+    }
     const record = await this.metadata.getManifest(digest.value);
     if (!record) return undefined;
     const body = await this.store.read(digest);
     if (!body || body.length !== record.size) return undefined;
     const stored = { mediaType: record.mediaType, body };
     this.bodies.set(digest.value, stored);
+    this.index.touch(digest.value);
     return stored;
   }
 

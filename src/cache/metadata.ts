@@ -16,22 +16,32 @@ export interface ManifestRecord {
   readonly size: number;
 }
 
-export interface BlobRecord {
+/** One stored file in the LRU index: size, kind, and its place in recency order. */
+export interface IndexRecord {
   readonly size: number;
-  readonly storedAt: number;
+  readonly kind: 'blob' | 'manifest';
+  /** Recency sequence (higher = used more recently); restores LRU order exactly after restart. */
+  readonly seq: number;
+  /** Unix ms of the last use (for people; order comes from seq). */
+  readonly at: number;
 }
+
+type SqlQuery = (sql: string, ...params: unknown[]) => Promise<Array<{ key: string; value: string }>>;
 
 /** The record store; keyv's Redis/Postgres adapters can replace sqlite for shared replicas later. */
 export class Metadata {
   private readonly keyv: Keyv;
+  /** Direct SQL on the sqlite store, for bulk scans (keyv's iterator pages with OFFSET: quadratic). */
+  private readonly sql: SqlQuery | undefined;
 
-  constructor(keyv: Keyv) {
+  constructor(keyv: Keyv, sql?: SqlQuery) {
     this.keyv = keyv;
+    this.sql = sql;
   }
 
   static sqlite(root: string): Metadata {
     const store = new KeyvSqlite({ uri: `sqlite://${join(root, 'metadata.sqlite')}`, busyTimeout: 10_000 });
-    return new Metadata(new Keyv({ store, namespace: 'regcache' }));
+    return new Metadata(new Keyv({ store, namespace: NAMESPACE }), (sql, ...params) => store.query(sql, ...params) as Promise<Array<{ key: string; value: string }>>);
   }
 
   static memory(): Metadata {
@@ -58,18 +68,50 @@ export class Metadata {
     await this.keyv.set(`manifest:${digest}`, record);
   }
 
-  async setBlob(digest: string, record: BlobRecord): Promise<void> {
-    await this.keyv.set(`blob:${digest}`, record);
+  async deleteManifest(digest: string): Promise<void> {
+    await this.keyv.delete(`manifest:${digest}`);
   }
 
-  getBlob(digest: string): Promise<BlobRecord | undefined> {
-    return this.keyv.get<BlobRecord>(`blob:${digest}`);
+  async setIndex(digest: string, record: IndexRecord): Promise<void> {
+    await this.keyv.set(`idx:${digest}`, record);
+  }
+
+  async deleteIndex(digest: string): Promise<void> {
+    await this.keyv.delete(`idx:${digest}`);
+  }
+
+  scanIndex(): AsyncIterable<[string, IndexRecord]> {
+    return this.scan<IndexRecord>('idx:');
+  }
+
+  scanTags(): AsyncIterable<[string, TagRecord]> {
+    return this.scan<TagRecord>('tag:');
+  }
+
+  /** Every record under a key prefix, as [key without prefix, value]. */
+  async *scan<T>(prefix: string): AsyncIterable<[string, T]> {
+    const full = `${NAMESPACE}:${prefix}`;
+    if (this.sql) {
+      const rows = await this.sql('SELECT key, value FROM keyv WHERE key LIKE ?', `${full.replace(/[%_]/g, '')}%`);
+      for (const row of rows) {
+        if (!row.key.startsWith(full)) continue;
+        const parsed = JSON.parse(row.value) as { value: T };
+        yield [row.key.slice(full.length), parsed.value];
+      }
+      return;
+    }
+    if (!this.keyv.iterator) return;
+    for await (const [key, value] of this.keyv.iterator(NAMESPACE)) {
+      if (typeof key === 'string' && key.startsWith(prefix)) yield [key.slice(prefix.length), value as T];
+    }
   }
 
   async close(): Promise<void> {
     await this.keyv.disconnect();
   }
 }
+
+const NAMESPACE = 'regcache';
 
 function tagKey(upstream: string, repo: string, tag: string): string {
   return `tag:${upstream}/${repo}:${tag}`;

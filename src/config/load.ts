@@ -53,8 +53,12 @@ export function buildConfig(raw: unknown, env: Env = {}, source = 'inline'): Con
   }
 
   const storage = asRecord(doc['storage'] ?? {}, 'storage', problems) ?? {};
-  known(storage, 'storage.', ['root'], problems);
+  known(storage, 'storage.', ['root', 'quota', 'highWater', 'lowWater'], problems);
   const root = str(env['REGCACHE_STORAGE_ROOT'] ?? storage['root'], 'storage.root', problems) ?? DEFAULTS.storage.root;
+  const quotaBytes = size(env['REGCACHE_STORAGE_QUOTA'] ?? storage['quota'], 'storage.quota', problems);
+  const highWater = fraction(storage['highWater'], 'storage.highWater', problems) ?? DEFAULTS.storage.highWater;
+  const lowWater = fraction(storage['lowWater'], 'storage.lowWater', problems) ?? DEFAULTS.storage.lowWater;
+  if (lowWater >= highWater) problems.push(`storage.lowWater: must be below storage.highWater (${lowWater} >= ${highWater})`);
 
   const tags = asRecord(doc['tags'] ?? {}, 'tags', problems) ?? {};
   known(tags, 'tags.', ['ttl'], problems);
@@ -95,7 +99,7 @@ export function buildConfig(raw: unknown, env: Env = {}, source = 'inline'): Con
   if (problems.length > 0) throw new ConfigError(problems, source);
   return deepFreeze({
     listen,
-    storage: { root },
+    storage: { root, quotaBytes, highWater, lowWater },
     upstreams,
     tags: { ttlMs },
     limits: { maxManifestBytes },
@@ -202,6 +206,13 @@ function size(v: unknown, at: string, problems: string[]): number | undefined {
   const bytes = typeof v === 'string' || typeof v === 'number' ? parseSize(v) : undefined;
   if (bytes === undefined || bytes <= 0) problems.push(`${at}: expected a size like "4MiB", got ${JSON.stringify(v)}`);
   return bytes;
+}
+
+function fraction(v: unknown, at: string, problems: string[]): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'number' && v > 0 && v <= 1) return v;
+  problems.push(`${at}: expected a fraction in (0, 1], got ${JSON.stringify(v)}`);
+  return undefined;
 }
 
 function deepFreeze<T>(o: T): T {

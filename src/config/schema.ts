@@ -27,6 +27,12 @@ export interface Config {
   readonly storage: {
     /** Folder for blobs, manifests, temp files and the sqlite metadata. */
     readonly root: string;
+    /** Most bytes of content to keep; undefined = unlimited. */
+    readonly quotaBytes: number | undefined;
+    /** Fraction of the quota that starts an eviction pass. */
+    readonly highWater: number;
+    /** Fraction of the quota an eviction pass brings usage down to. */
+    readonly lowWater: number;
   };
   readonly upstreams: readonly UpstreamConfig[];
   readonly tags: {
@@ -55,7 +61,7 @@ export const UPSTREAM_DEFAULTS = {
 
 export const DEFAULTS: Config = {
   listen: '0.0.0.0:5000',
-  storage: { root: './data' },
+  storage: { root: './data', quotaBytes: undefined, highWater: 0.95, lowWater: 0.85 },
   upstreams: [
     {
       ...UPSTREAM_DEFAULTS,

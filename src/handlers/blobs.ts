@@ -71,6 +71,22 @@ async function serveLocal(
   head: boolean,
   res: ServerResponse,
 ): Promise<boolean> {
+  const release = ctx.blobs.use(digest);
+  try {
+    return await serveStored(ctx, upstream, digest, rangeHeader, head, res);
+  } finally {
+    release();
+  }
+}
+
+async function serveStored(
+  ctx: HandlerContext,
+  upstream: string,
+  digest: Digest,
+  rangeHeader: string | undefined,
+  head: boolean,
+  res: ServerResponse,
+): Promise<boolean> {
   const stored = await ctx.blobs.local(digest);
   if (!stored) return false;
   let handle: FileHandle;

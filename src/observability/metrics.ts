@@ -72,6 +72,39 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly storageBytes = new Gauge({
+    name: 'regcache_storage_bytes',
+    help: 'Bytes of committed content in the store.',
+    registers: [this.registry],
+  });
+  readonly storageQuota = new Gauge({
+    name: 'regcache_storage_quota_bytes',
+    help: 'Configured storage quota (0 = unlimited).',
+    registers: [this.registry],
+  });
+  readonly storageEntries = new Gauge({
+    name: 'regcache_storage_entries',
+    help: 'Blobs and manifests in the store.',
+    registers: [this.registry],
+  });
+  readonly evictions = new Counter({
+    name: 'regcache_evictions_total',
+    help: 'Files evicted to stay under the quota, by kind.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly evictedBytes = new Counter({
+    name: 'regcache_evicted_bytes_total',
+    help: 'Bytes evicted to stay under the quota.',
+    registers: [this.registry],
+  });
+  readonly passThrough = new Counter({
+    name: 'regcache_passthrough_total',
+    help: 'Verified downloads streamed to clients but not kept (too large for the quota, or disk full).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { upstreams: readonly string[]; defaultMetrics?: boolean }) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     // Pre-initialise bounded label sets so rates start at 0 instead of appearing on first use.
@@ -82,5 +115,6 @@ export class Metrics {
       for (const source of ['cache', 'upstream'] as const) this.servedBytes.labels(upstream, source).inc(0);
       this.throttled.labels(upstream).inc(0);
     }
+    for (const kind of ['blob', 'manifest'] as const) this.evictions.labels(kind).inc(0);
   }
 }

@@ -1,0 +1,252 @@
+// The storage quota: an in-memory LRU index (lru-cache) of every stored file with its size, kept
+// in recency order and persisted in the metadata store, so a restart restores the same order and
+// byte total. When stored bytes pass high water, least recently used files are evicted down to low
+// water, never touching a file that is being read, downloaded (not in the index until committed)
+// or protected by a pin.
+import { LRUCache } from 'lru-cache';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { parseDigest } from '../oci/digest.ts';
+import type { BlobStore } from './blob-store.ts';
+import type { IndexRecord, Metadata } from './metadata.ts';
+
+export type EntryKind = IndexRecord['kind'];
+
+export interface IndexEntry {
+  readonly digest: string;
+  readonly size: number;
+  readonly kind: EntryKind;
+  seq: number;
+  at: number;
+}
+
+export interface QuotaConfig {
+  /** Undefined = unlimited (nothing is ever evicted). */
+  readonly quotaBytes: number | undefined;
+  readonly highWater: number;
+  readonly lowWater: number;
+}
+
+export interface LoadReport {
+  readonly entries: number;
+  readonly bytes: number;
+  readonly adopted: number;
+  readonly dropped: number;
+  readonly ms: number;
+}
+
+/** Recency updates are written in batches: the hit path never waits for sqlite. */
+const FLUSH_INTERVAL_MS = 5_000;
+
+export class StorageIndex {
+  private readonly lru = new LRUCache<string, IndexEntry>({ max: 50_000_000 });
+  private readonly store: BlobStore;
+  private readonly metadata: Metadata;
+  private readonly log: Logger;
+  private readonly metrics: Metrics;
+  readonly quota: QuotaConfig;
+  private bytes = 0;
+  private seq = 0;
+  private readonly readers = new Map<string, number>();
+  private readonly dirty = new Set<string>();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private evicting: Promise<void> | undefined;
+  /** Pins (and anything else) can veto eviction of a digest. */
+  private readonly protectors: Array<(digest: string) => boolean> = [];
+  private readonly evictedListeners: Array<(entry: IndexEntry) => void> = [];
+  evictedCount = 0;
+  evictedBytes = 0;
+
+  constructor(deps: { store: BlobStore; metadata: Metadata; logger: Logger; metrics: Metrics; quota: QuotaConfig }) {
+    this.store = deps.store;
+    this.metadata = deps.metadata;
+    this.log = deps.logger.child({ module: 'storage-index' });
+    this.metrics = deps.metrics;
+    this.quota = deps.quota;
+    this.metrics.storageQuota.set(deps.quota.quotaBytes ?? 0);
+  }
+
+  get usedBytes(): number {
+    return this.bytes;
+  }
+
+  get entryCount(): number {
+    return this.lru.size;
+  }
+
+  /**
+   * Restores the index from the metadata store in recency order, then reconciles it with the disk:
+   * files without a record are adopted (everything under blobs/ was verified before its rename),
+   * records without a file are dropped.
+   */
+  async load(): Promise<LoadReport> {
+    const started = performance.now();
+    const records: IndexEntry[] = [];
+    for await (const [digest, r] of this.metadata.scanIndex()) records.push({ digest, size: r.size, kind: r.kind, seq: r.seq, at: r.at });
+    records.sort((a, b) => a.seq - b.seq);
+    const known = new Map(records.map((r) => [r.digest, r]));
+    const onDisk = new Map<string, { size: number; mtimeMs: number }>();
+    for await (const f of this.store.list()) onDisk.set(f.digest, f);
+
+    let dropped = 0;
+    for (const r of records) {
+      const file = onDisk.get(r.digest);
+      if (!file) {
+        dropped++;
+        await this.metadata.deleteIndex(r.digest);
+        continue;
+      }
+      this.lru.set(r.digest, { ...r, size: file.size });
+      this.bytes += file.size;
+      this.seq = Math.max(this.seq, r.seq);
+    }
+    const orphans = [...onDisk].filter(([d]) => !known.has(d)).sort((a, b) => a[1].mtimeMs - b[1].mtimeMs);
+    for (const [digest, file] of orphans) {
+      const kind: EntryKind = (await this.metadata.getManifest(digest)) ? 'manifest' : 'blob';
+      this.insert(digest, file.size, kind, Math.round(file.mtimeMs));
+    }
+    this.updateGauges();
+    const report = { entries: this.lru.size, bytes: this.bytes, adopted: orphans.length, dropped, ms: Math.round(performance.now() - started) };
+    this.log.info(report, 'storage index loaded');
+    this.flushTimer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS).unref();
+    await this.evictIfNeeded();
+    return report;
+  }
+
+  has(digest: string): boolean {
+    return this.lru.has(digest);
+  }
+
+  /** Records a newly committed file and evicts if the quota is passed. */
+  async add(digest: string, size: number, kind: EntryKind): Promise<void> {
+    const old = this.lru.get(digest);
+    if (old) this.bytes -= old.size;
+    this.insert(digest, size, kind, Date.now());
+    this.updateGauges();
+    await this.evictIfNeeded();
+  }
+
+  /** Marks a use: moves the entry to the most recent end. */
+  touch(digest: string): void {
+    const entry = this.lru.get(digest);
+    if (!entry) return;
+    entry.seq = ++this.seq;
+    entry.at = Date.now();
+    this.dirty.add(digest);
+  }
+
+  /** Protects a digest from eviction while it is read; call the returned function when done. */
+  acquire(digest: string): () => void {
+    this.readers.set(digest, (this.readers.get(digest) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.readers.get(digest) ?? 1) - 1;
+      if (n <= 0) this.readers.delete(digest);
+      else this.readers.set(digest, n);
+    };
+  }
+
+  addProtector(protect: (digest: string) => boolean): void {
+    this.protectors.push(protect);
+  }
+
+  onEvicted(listener: (entry: IndexEntry) => void): void {
+    this.evictedListeners.push(listener);
+  }
+
+  /** Whether a download of `size` bytes can be kept without breaking the quota. */
+  fits(size: number): boolean {
+    const { quotaBytes, lowWater } = this.quota;
+    return quotaBytes === undefined || size <= quotaBytes * lowWater;
+  }
+
+  isProtected(digest: string): boolean {
+    return this.readers.has(digest) || this.protectors.some((p) => p(digest));
+  }
+
+  /** Least recently used first. */
+  *entries(): Generator<IndexEntry> {
+    for (const e of this.lru.rvalues()) if (e) yield e;
+  }
+
+  get(digest: string): IndexEntry | undefined {
+    return this.lru.peek(digest);
+  }
+
+  /** Deletes a stored file and its record (admin delete, eviction, GC). False if protected. */
+  async remove(digest: string, reason: 'evicted' | 'deleted' | 'collected'): Promise<boolean> {
+    const entry = this.lru.peek(digest);
+    if (!entry) return false;
+    if (this.isProtected(digest)) return false;
+    this.lru.delete(digest);
+    this.dirty.delete(digest);
+    this.bytes -= entry.size;
+    await this.store.remove(parseDigest(digest));
+    await this.metadata.deleteIndex(digest);
+    if (entry.kind === 'manifest') await this.metadata.deleteManifest(digest);
+    if (reason === 'evicted') {
+      this.evictedCount++;
+      this.evictedBytes += entry.size;
+      this.metrics.evictions.labels(entry.kind).inc();
+      this.metrics.evictedBytes.inc(entry.size);
+    }
+    for (const l of this.evictedListeners) l(entry);
+    this.updateGauges();
+    return true;
+  }
+
+  /** Evicts least recently used, unprotected files from high water down to low water. */
+  evictIfNeeded(): Promise<void> {
+    const { quotaBytes, highWater, lowWater } = this.quota;
+    if (quotaBytes === undefined || this.bytes <= quotaBytes * highWater) return Promise.resolve();
+    this.evicting ??= (async () => {
+      const target = quotaBytes * lowWater;
+      const before = this.bytes;
+      let freed = 0;
+      let count = 0;
+      for (const entry of [...this.entries()]) {
+        if (this.bytes <= target) break;
+        if (await this.remove(entry.digest, 'evicted')) {
+          freed += entry.size;
+          count++;
+        }
+      }
+      this.log.info({ before, after: this.bytes, freed, count, quota: quotaBytes }, 'eviction pass');
+      if (this.bytes > quotaBytes * highWater) this.log.warn({ bytes: this.bytes, quota: quotaBytes }, 'still over high water: the rest is in use or pinned');
+    })().finally(() => (this.evicting = undefined));
+    return this.evicting;
+  }
+
+  /** Writes pending recency updates. */
+  async flush(): Promise<void> {
+    const batch = [...this.dirty];
+    this.dirty.clear();
+    for (const digest of batch) {
+      const e = this.lru.peek(digest);
+      if (e) await this.metadata.setIndex(digest, { size: e.size, kind: e.kind, seq: e.seq, at: e.at });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    await this.evicting;
+    await this.flush();
+  }
+
+  private insert(digest: string, size: number, kind: EntryKind, at: number): void {
+    const entry = { digest, size, kind, seq: ++this.seq, at };
+    this.lru.set(digest, entry);
+    this.bytes += size;
+    this.dirty.delete(digest);
+    void this.metadata.setIndex(digest, { size, kind, seq: entry.seq, at }).catch((err: unknown) => {
+      this.log.error({ digest, err: String(err) }, 'recording index entry failed');
+    });
+  }
+
+  private updateGauges(): void {
+    this.metrics.storageBytes.set(this.bytes);
+    this.metrics.storageEntries.set(this.lru.size);
+  }
+}
