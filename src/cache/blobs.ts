@@ -4,7 +4,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { UpstreamRegistry } from '../upstream/registry.ts';
 import type { BlobStore, StoredBlob } from './blob-store.ts';
-import { Download } from './download.ts';
+import { Download, type CommitPolicy } from './download.ts';
 import type { StorageIndex } from './storage-index.ts';
 
 export class BlobCache {
@@ -51,30 +51,28 @@ export class BlobCache {
     this.inflight.set(digest.value, download);
     this.metrics.inflight.inc();
     const started = Date.now();
-    const keep = (size: number): boolean => {
-      if (this.index.fits(size)) return true;
-      this.metrics.passThrough.labels('quota').inc();
-      this.log.warn({ digest: digest.value, bytes: size, quota: this.index.quota.quotaBytes }, 'blob larger than the quota allows: streamed, not kept');
-      return false;
+    const policy: CommitPolicy = {
+      keep: (size) => {
+        if (this.index.fits(size)) return true;
+        this.metrics.passThrough.labels('quota').inc();
+        this.log.warn({ digest: digest.value, bytes: size, quota: this.index.quota.quotaBytes }, 'blob larger than the quota allows: streamed, not kept');
+        return false;
+      },
+      committed: async (stored) => {
+        // Clients may still read the committed file through the download: protect it until they finish.
+        const release = this.index.acquire(digest.value);
+        void download.closed.then(release);
+        this.log.info({ digest: digest.value, upstream: upstream.name, repo, bytes: stored.size, ms: Date.now() - started }, 'blob committed');
+        await this.index.add(digest.value, stored.size, 'blob');
+      },
     };
     void download
-      .run(() => upstream.blob('GET', repo, digest.value), this.store, keep)
+      .run(() => upstream.blob('GET', repo, digest.value), this.store, policy)
       .then(() => download.done)
-      .then(
-        async (stored) => {
-          if (!stored) return;
-          // Clients may still read the committed file through the download: protect it until they finish.
-          const release = this.index.acquire(digest.value);
-          void download.closed.then(release);
-          this.log.info({ digest: digest.value, upstream: upstream.name, repo, bytes: stored.size, ms: Date.now() - started }, 'blob committed');
-          await this.index.add(digest.value, stored.size, 'blob');
-        },
-        (err: unknown) => {
-          if ((err as { failure?: string }).failure === 'invalid') this.metrics.verifyFailures.labels(upstream.name, 'blob').inc();
-          this.log.warn({ digest: digest.value, upstream: upstream.name, repo, bytes: download.bytesReceived, err: String(err) }, 'blob download failed; nothing committed');
-        },
-      )
-      .catch((err: unknown) => this.log.error({ digest: digest.value, err: String(err) }, 'recording committed blob failed'))
+      .catch((err: unknown) => {
+        if ((err as { failure?: string }).failure === 'invalid') this.metrics.verifyFailures.labels(upstream.name, 'blob').inc();
+        this.log.warn({ digest: digest.value, upstream: upstream.name, repo, bytes: download.bytesReceived, err: String(err) }, 'blob download failed; nothing committed');
+      })
       .finally(() => {
         this.inflight.delete(digest.value);
         this.metrics.inflight.dec();

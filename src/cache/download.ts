@@ -34,6 +34,14 @@ interface Subscriber {
   readonly settle: (bytes: number) => void;
 }
 
+/** Whether a verified blob is kept, and what to record once it is. */
+export interface CommitPolicy {
+  keep(size: number): boolean;
+  committed(stored: StoredBlob): Promise<void>;
+}
+
+const KEEP_ALL: CommitPolicy = { keep: () => true, committed: async () => undefined };
+
 type State = 'connecting' | 'streaming' | 'committed' | 'failed';
 
 export class Download {
@@ -95,7 +103,7 @@ export class Download {
   }
 
   /** Fetches, tees, verifies and commits; never throws (outcome is in `ready`/`done`). */
-  async run(fetch: () => Promise<UpstreamResponse>, store: BlobStore, keep: (size: number) => boolean = () => true): Promise<void> {
+  async run(fetch: () => Promise<UpstreamResponse>, store: BlobStore, policy: CommitPolicy = KEEP_ALL): Promise<void> {
     let res: UpstreamResponse | undefined;
     try {
       this.temp = await store.createTemp();
@@ -115,8 +123,13 @@ export class Download {
       // Pass-through: verified bytes still reach every client, but the file is not kept.
       // Unlinking is safe while clients read: they hold the open file.
       let stored: StoredBlob | undefined;
-      if (keep(this.received)) stored = await store.commit(this.temp.path, this.digest);
-      else await store.discard(this.temp.path);
+      if (policy.keep(this.received)) {
+        stored = await store.commit(this.temp.path, this.digest);
+        // Recorded (and evicted around) before any client gets its final byte.
+        await policy.committed(stored);
+      } else {
+        await store.discard(this.temp.path);
+      }
       this.committedSize = this.received;
       this.state = 'committed';
       this.resolveDone(stored);

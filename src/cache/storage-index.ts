@@ -39,7 +39,9 @@ export interface LoadReport {
 const FLUSH_INTERVAL_MS = 5_000;
 
 export class StorageIndex {
-  private readonly lru = new LRUCache<string, IndexEntry>({ max: 50_000_000 });
+  // Bounded by size, not count: a `max` makes lru-cache preallocate arrays of that length. The
+  // quota itself is enforced by evictIfNeeded (which honours protection), never by lru-cache.
+  private readonly lru = new LRUCache<string, IndexEntry>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (e) => Math.max(1, e.size) });
   private readonly store: BlobStore;
   private readonly metadata: Metadata;
   private readonly log: Logger;

@@ -34,7 +34,8 @@ export async function startRegcache(config: Record<string, unknown>, opts: { roo
       done();
     },
   });
-  const cfg = buildConfig({ listen: '127.0.0.1:0', log: { level: 'debug' }, shutdownTimeout: '5s', ...config, storage: { root } });
+  const storage = { ...((config['storage'] as Record<string, unknown> | undefined) ?? {}), root };
+  const cfg = buildConfig({ listen: '127.0.0.1:0', log: { level: 'debug' }, shutdownTimeout: '5s', ...config, storage });
   const app = await createApp(cfg, { logger: createLogger(cfg.log.level, sink), defaultMetrics: false });
   const { port } = await app.listen(0);
   return {
