@@ -9,6 +9,8 @@ import { Metadata } from './cache/metadata.ts';
 import { StorageIndex } from './cache/storage-index.ts';
 import type { Config } from './config/schema.ts';
 import type { HandlerContext } from './handlers/context.ts';
+import { Maintenance } from './cache/maintenance.ts';
+import { AdminApi } from './http/admin.ts';
 import { Router } from './http/router.ts';
 import { createHttpServer, type ServerState } from './http/server.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
@@ -44,7 +46,8 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
   const manifests = new ManifestCache({ store, metadata, index, metrics, logger: log, ttlMs: config.tags.ttlMs, maxBytes: config.limits.maxManifestBytes });
   const ctx: HandlerContext = { blobs, manifests, upstreams, metrics, log };
   const state: ServerState = { ready: false };
-  const server = createHttpServer(ctx, new Router(config.upstreams), state);
+  const maintenance = new Maintenance({ metadata, index, store, manifests, logger: log });
+  const server = createHttpServer(ctx, new Router(config.upstreams), state, new AdminApi(config.admin.token, maintenance));
 
   return {
     config,

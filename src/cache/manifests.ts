@@ -233,7 +233,8 @@ export class ManifestCache {
     await this.metadata.setTag(upstream, repo, tag, record);
   }
 
-  private async forgetTag(upstream: string, repo: string, tag: string, key: string): Promise<void> {
+  /** Drops a tag answer from memory and the metadata store. */
+  async forgetTag(upstream: string, repo: string, tag: string, key = `${upstream}/${repo}:${tag}`): Promise<void> {
     this.tags.delete(key);
     await this.metadata.deleteTag(upstream, repo, tag);
   }

@@ -45,7 +45,7 @@ export function loadConfig(opts: { file?: string | undefined; env?: Env } = {}):
 export function buildConfig(raw: unknown, env: Env = {}, source = 'inline'): Config {
   const problems: string[] = [];
   const doc = asRecord(raw, '(root)', problems) ?? {};
-  known(doc, '', ['listen', 'storage', 'upstreams', 'tags', 'limits', 'log', 'shutdownTimeout'], problems);
+  known(doc, '', ['listen', 'storage', 'upstreams', 'tags', 'limits', 'log', 'admin', 'shutdownTimeout'], problems);
 
   const listen = str(env['REGCACHE_LISTEN'] ?? doc['listen'], 'listen', problems) ?? DEFAULTS.listen;
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$/.test(listen) || Number(listen.split(':').pop()) > 65535) {
@@ -73,6 +73,11 @@ export function buildConfig(raw: unknown, env: Env = {}, source = 'inline'): Con
   const levelRaw = str(env['REGCACHE_LOG_LEVEL'] ?? log['level'], 'log.level', problems) ?? DEFAULTS.log.level;
   const level = LOG_LEVELS.find((l) => l === levelRaw);
   if (!level) problems.push(`log.level: expected one of ${LOG_LEVELS.join('|')}, got ${JSON.stringify(levelRaw)}`);
+
+  const admin = asRecord(doc['admin'] ?? {}, 'admin', problems) ?? {};
+  known(admin, 'admin.', ['token'], problems);
+  const adminToken = str(env['REGCACHE_ADMIN_TOKEN'] ?? admin['token'], 'admin.token', problems);
+  if (adminToken !== undefined && adminToken.length < 16) problems.push('admin.token: use at least 16 characters');
 
   const shutdownTimeoutMs = duration(doc['shutdownTimeout'], 'shutdownTimeout', problems) ?? DEFAULTS.shutdownTimeoutMs;
 
@@ -104,6 +109,7 @@ export function buildConfig(raw: unknown, env: Env = {}, source = 'inline'): Con
     tags: { ttlMs },
     limits: { maxManifestBytes },
     log: { level: level ?? 'info' },
+    admin: { token: adminToken },
     shutdownTimeoutMs,
   });
 }

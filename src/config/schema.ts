@@ -46,6 +46,10 @@ export interface Config {
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   };
+  readonly admin: {
+    /** Bearer token for /admin/v1/; undefined = the admin API is disabled. */
+    readonly token: string | undefined;
+  };
   /** Grace period for in-flight requests on SIGTERM. */
   readonly shutdownTimeoutMs: number;
 }
@@ -75,5 +79,6 @@ export const DEFAULTS: Config = {
   tags: { ttlMs: 5 * 60_000 },
   limits: { maxManifestBytes: 4 * 2 ** 20 },
   log: { level: 'info' },
+  admin: { token: undefined },
   shutdownTimeoutMs: 25_000,
 };

@@ -23,6 +23,7 @@ export type Route =
   | { readonly kind: 'health' }
   | { readonly kind: 'ready' }
   | { readonly kind: 'metrics' }
+  | { readonly kind: 'admin'; readonly path: string }
   | (Target & { readonly kind: 'manifest'; readonly reference: string })
   | (Target & { readonly kind: 'blob'; readonly digest: string })
   | (Target & { readonly kind: 'tags'; readonly query: string });
@@ -47,6 +48,7 @@ export class Router {
     if (path === '/healthz') return { kind: 'health' };
     if (path === '/readyz') return { kind: 'ready' };
     if (path === '/metrics') return { kind: 'metrics' };
+    if (path === '/admin' || path.startsWith('/admin/')) return { kind: 'admin', path };
     if (path !== '/v2' && !path.startsWith('/v2/')) throw new OciError('NOT_FOUND', `no such endpoint: ${clip(path)}`);
     if (method !== 'GET' && method !== 'HEAD') {
       throw new OciError('UNSUPPORTED', `${method} is not supported: regcache is a read-only pull-through cache`, { headers: { allow: 'GET, HEAD' } });

@@ -8,6 +8,7 @@ import { handleManifest } from '../handlers/manifests.ts';
 import { handleTags } from '../handlers/tags.ts';
 import { OciError, toOciError } from '../oci/errors.ts';
 import type { RequestKind, RequestResult } from '../observability/metrics.ts';
+import type { AdminApi } from './admin.ts';
 import { API_VERSION_HEADER, sendError } from './respond.ts';
 import type { Route, Router } from './router.ts';
 
@@ -21,9 +22,9 @@ export interface ServerState {
   ready: boolean;
 }
 
-export function createHttpServer(ctx: HandlerContext, router: Router, state: ServerState): Server {
+export function createHttpServer(ctx: HandlerContext, router: Router, state: ServerState, admin: AdminApi): Server {
   const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 16 * 1024, highWaterMark: SOCKET_BUFFER }, (req, res) => {
-    void handle(ctx, router, state, req, res);
+    void handle(ctx, router, state, admin, req, res);
   });
   server.keepAliveTimeout = 65_000;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
@@ -40,7 +41,7 @@ export function createHttpServer(ctx: HandlerContext, router: Router, state: Ser
   return server;
 }
 
-async function handle(ctx: HandlerContext, router: Router, state: ServerState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(ctx: HandlerContext, router: Router, state: ServerState, admin: AdminApi, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const started = performance.now();
   const method = req.method ?? 'GET';
   const note: RequestNote = {};
@@ -63,6 +64,9 @@ async function handle(ctx: HandlerContext, router: Router, state: ServerState, r
         res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType }).end(text);
         return;
       }
+      case 'admin':
+        await admin.handle(route.path, req, res);
+        return;
       case 'manifest':
         await handleManifest(ctx, route, req, res, note);
         break;
@@ -91,6 +95,8 @@ async function handle(ctx: HandlerContext, router: Router, state: ServerState, r
         ms: Math.round((performance.now() - started) * 10) / 10,
         ua: req.headers['user-agent'],
       }, 'request');
+    } else if (route?.kind === 'admin') {
+      ctx.log.info({ method, url: req.url?.slice(0, 300), status: res.statusCode }, 'admin request');
     } else if (res.statusCode >= 400) {
       ctx.log.info({ method, url: req.url?.slice(0, 300), status: res.statusCode }, 'request');
     }
