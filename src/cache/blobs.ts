@@ -58,6 +58,10 @@ export class BlobCache {
         this.log.warn({ digest: digest.value, bytes: size, quota: this.index.quota.quotaBytes }, 'blob larger than the quota allows: streamed, not kept');
         return false;
       },
+      diskFull: () => {
+        this.metrics.passThrough.labels('disk-full').inc();
+        void this.index.freeSpace();
+      },
       committed: async (stored) => {
         // Clients may still read the committed file through the download: protect it until they finish.
         const release = this.index.acquire(digest.value);

@@ -38,9 +38,14 @@ interface Subscriber {
 export interface CommitPolicy {
   keep(size: number): boolean;
   committed(stored: StoredBlob): Promise<void>;
+  /** The disk filled up mid-download: the blob is passed through, not kept. */
+  diskFull(): void;
 }
 
-const KEEP_ALL: CommitPolicy = { keep: () => true, committed: async () => undefined };
+const KEEP_ALL: CommitPolicy = { keep: () => true, committed: async () => undefined, diskFull: () => undefined };
+
+/** A client more than this far behind in pass-through mode (nothing on disk to fall back on) is dropped. */
+const PASS_THROUGH_LAG = 16 << 20;
 
 type State = 'connecting' | 'streaming' | 'committed' | 'failed';
 
@@ -61,6 +66,11 @@ export class Download {
   private written = 0;
   private temp: TempFile | undefined;
   private hash: ReturnType<typeof newHash>;
+  /** Set when a temp-file write failed for lack of space: clients are served from memory only. */
+  private diskFull = false;
+  /** Pass-through mode: the chunks from `written` on, which never reached the disk. */
+  private spill: Array<{ readonly offset: number; readonly buf: Buffer }> = [];
+  private spillBytes = 0;
   private fileClosed = false;
   private readonly subscribers = new Set<Subscriber>();
   private resolveReady!: (size: number | undefined) => void;
@@ -112,7 +122,7 @@ export class Download {
       this.size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
       this.state = 'streaming';
       this.resolveReady(this.size);
-      await this.tee(res, this.temp.handle);
+      await this.tee(res, this.temp.handle, policy);
       if (this.size !== undefined && this.received !== this.size) {
         throw new VerificationError(this.upstream, `blob ${this.digest.value}: upstream sent ${this.received} of ${this.size} bytes`, 'SIZE_INVALID');
       }
@@ -123,7 +133,7 @@ export class Download {
       // Pass-through: verified bytes still reach every client, but the file is not kept.
       // Unlinking is safe while clients read: they hold the open file.
       let stored: StoredBlob | undefined;
-      if (policy.keep(this.received)) {
+      if (!this.diskFull && policy.keep(this.received)) {
         stored = await store.commit(this.temp.path, this.digest);
         // Recorded (and evicted around) before any client gets its final byte.
         await policy.committed(stored);
@@ -148,7 +158,7 @@ export class Download {
    * Disk writes run behind the network (coalesced into one writev per batch) instead of
    * alternating with it; the upstream is paused only when more than DISK_QUEUE_HIGH bytes wait.
    */
-  private tee(res: UpstreamResponse, handle: TempFile['handle']): Promise<void> {
+  private tee(res: UpstreamResponse, handle: TempFile['handle'], policy: CommitPolicy): Promise<void> {
     const body = res.body;
     return new Promise<void>((resolve, reject) => {
       let queue: Buffer[] = [];
@@ -162,8 +172,24 @@ export class Download {
         body.destroy();
         reject(err);
       };
+      /** Disk full: what reached the disk stays readable there; the rest is kept in memory. */
+      const spillAndPassThrough = (batch: Buffer[], position: number, onDisk: number): void => {
+        this.written = position + onDisk;
+        let at = position;
+        for (const b of [...batch, ...queue]) {
+          const skip = Math.max(0, Math.min(b.length, position + onDisk - at));
+          if (skip < b.length) this.addSpill(at + skip, skip === 0 ? b : b.subarray(skip));
+          at += b.length;
+        }
+        queue = [];
+        queued = 0;
+        this.enterPassThrough(policy);
+        if (body.isPaused()) body.resume();
+        flush();
+      };
       const flush = (): void => {
         if (writing || failed) return;
+        if (this.diskFull) queue = [];
         if (queue.length === 0) {
           if (ended) resolve();
           return;
@@ -177,13 +203,19 @@ export class Download {
         handle.writev(batch, position).then(
           ({ bytesWritten }) => {
             writing = false;
-            if (bytesWritten !== bytes) return fail(new Error(`short write to temp file (${bytesWritten} of ${bytes})`));
+            if (this.diskFull) return flush();
+            // A short write to a regular file means the disk filled up part way.
+            if (bytesWritten < bytes) return spillAndPassThrough(batch, position, bytesWritten);
             this.written = position + bytes;
             this.wakeAll();
             if (body.isPaused() && queued < DISK_QUEUE_LOW) body.resume();
             flush();
           },
-          fail,
+          (err: unknown) => {
+            writing = false;
+            if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') return fail(err);
+            spillAndPassThrough(batch, position, 0);
+          },
         );
       };
       body.on('data', (buf: Buffer) => {
@@ -196,6 +228,11 @@ export class Download {
         this.received += buf.length;
         this.hash.update(buf);
         this.deliverLive(buf, offset);
+        if (this.diskFull) {
+          this.addSpill(offset, buf);
+          this.wakeAll();
+          return;
+        }
         queue.push(buf);
         queued += buf.length;
         if (queued >= DISK_QUEUE_HIGH) body.pause();
@@ -207,6 +244,39 @@ export class Download {
       });
       body.once('error', fail);
     });
+  }
+
+  /**
+   * The disk is full: stop writing and keep serving every client, from the file for what reached
+   * the disk and from memory (the spill) for the rest. The blob is not kept.
+   */
+  private enterPassThrough(policy: CommitPolicy): void {
+    if (this.diskFull) return;
+    this.diskFull = true;
+    this.log.warn({ digest: this.digest.value, written: this.written, received: this.received }, 'disk full: passing the download through without keeping it');
+    policy.diskFull();
+    this.wakeAll();
+  }
+
+  private addSpill(offset: number, buf: Buffer): void {
+    this.spill.push({ offset, buf });
+    this.spillBytes += buf.length;
+    this.trimSpill();
+  }
+
+  /** Drops spilled chunks every client has passed; drops clients that lag too far behind. */
+  private trimSpill(): void {
+    for (;;) {
+      let slowest: Subscriber | undefined;
+      for (const sub of this.subscribers) if (!sub.finished && (!slowest || sub.pos < slowest.pos)) slowest = sub;
+      const floor = slowest?.pos ?? this.received;
+      while (this.spill.length > 1 && (this.spill[0]?.offset ?? 0) + (this.spill[0]?.buf.length ?? 0) <= floor) {
+        this.spillBytes -= this.spill.shift()?.buf.length ?? 0;
+      }
+      if (this.spillBytes <= PASS_THROUGH_LAG || !slowest) return;
+      slowest.res.destroy(new Error('client too slow for a pass-through download'));
+      this.finish(slowest);
+    }
   }
 
   /**
@@ -247,8 +317,9 @@ export class Download {
     if (sub.busy || sub.finished || !this.temp) return;
     const committed = this.state === 'committed';
     const wantEnd = Math.min(sub.end + 1, committed ? this.received : Infinity);
-    // Before commit: only what is on disk, and never the final byte of a known-length response.
-    const limit = committed ? wantEnd : Math.min(this.written, this.size === undefined ? wantEnd : sub.end);
+    // Before commit: only what is on disk (or spilled), never the final byte of a known-length response.
+    const available = this.diskFull ? this.received : this.written;
+    const limit = committed ? wantEnd : Math.min(available, this.size === undefined ? wantEnd : sub.end);
     if (sub.pos >= limit) {
       if (committed && sub.pos >= wantEnd) {
         sub.res.end();
@@ -256,9 +327,13 @@ export class Download {
       }
       return;
     }
+    if (this.diskFull && sub.pos >= this.written) {
+      this.sendSpilled(sub, limit);
+      return;
+    }
     sub.busy = true;
     sub.sender ??= new FileSender(this.temp.handle, sub.res);
-    sub.sender.sendChunk(sub.pos, limit - sub.pos).then(
+    sub.sender.sendChunk(sub.pos, Math.min(limit, this.diskFull ? this.written : limit) - sub.pos).then(
       (sent) => {
         sub.busy = false;
         if (sub.finished) return;
@@ -277,6 +352,27 @@ export class Download {
         this.finish(sub);
       },
     );
+  }
+
+  /** Pass-through mode: sends spilled chunks from memory up to `limit`. */
+  private sendSpilled(sub: Subscriber, limit: number): void {
+    while (sub.pos < limit) {
+      const chunk = this.spill.find((c) => c.offset <= sub.pos && sub.pos < c.offset + c.buf.length);
+      if (!chunk) {
+        sub.res.destroy(new Error('pass-through bytes no longer in memory'));
+        this.finish(sub);
+        return;
+      }
+      const end = Math.min(limit, chunk.offset + chunk.buf.length);
+      const ok = sub.res.write(chunk.buf.subarray(sub.pos - chunk.offset, end - chunk.offset));
+      sub.pos = end;
+      if (!ok) {
+        this.awaitDrain(sub);
+        break;
+      }
+    }
+    this.trimSpill();
+    if (!sub.busy) this.pump(sub);
   }
 
   private awaitDrain(sub: Subscriber): void {

@@ -165,8 +165,17 @@ export class ManifestCache {
       }
     }
     const digest = parseDigest(actual);
-    await this.metadata.setManifest(digest.value, { mediaType, size: body.length });
-    await this.store.put(digest, body);
+    try {
+      await this.metadata.setManifest(digest.value, { mediaType, size: body.length });
+      await this.store.put(digest, body);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+      // Disk full: the verified manifest still answers this request; it is just not kept.
+      this.metrics.passThrough.labels('disk-full').inc();
+      this.log.warn({ digest: digest.value }, 'disk full: manifest served but not stored');
+      void this.index.freeSpace();
+      return { digest: digest.value, mediaType, size: body.length, body };
+    }
     this.bodies.set(digest.value, { mediaType, body });
     await this.index.add(digest.value, body.length, 'manifest');
     this.log.info({ upstream: upstream.name, repo, reference, digest: digest.value, mediaType, bytes: body.length }, 'manifest stored');

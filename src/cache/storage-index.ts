@@ -221,6 +221,21 @@ export class StorageIndex {
     return this.evicting;
   }
 
+  /**
+   * The disk ran out of space below the quota (or with no quota): evict least recently used,
+   * unprotected files until usage is down to low water of what it is now.
+   */
+  async freeSpace(): Promise<void> {
+    await this.evicting;
+    const target = this.bytes * this.quota.lowWater;
+    let freed = 0;
+    for (const entry of [...this.entries()]) {
+      if (this.bytes <= target) break;
+      if (await this.remove(entry.digest, 'evicted')) freed += entry.size;
+    }
+    this.log.warn({ freed, bytes: this.bytes }, 'disk full: eviction pass');
+  }
+
   /** Writes pending recency updates. */
   async flush(): Promise<void> {
     const batch = [...this.dirty];
