@@ -31,8 +31,10 @@ export interface BlobStore {
   discard(tempPath: string): Promise<void>;
   /** Deletes committed content; false if it was not there. */
   remove(digest: Digest): Promise<boolean>;
-  /** Every committed file (for reconciling the index with the disk at start). */
-  list(): AsyncIterable<{ readonly digest: string; readonly size: number; readonly mtimeMs: number }>;
+  /** The digest of every committed file (for reconciling the index with the disk at start). */
+  list(): AsyncIterable<string>;
+  /** Size and modification time of committed content, if present. */
+  statOf(digest: string): Promise<{ readonly size: number; readonly mtimeMs: number } | undefined>;
 }
 
 export class FsBlobStore implements BlobStore {
@@ -116,15 +118,19 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async *list(): AsyncIterable<{ digest: string; size: number; mtimeMs: number }> {
+  async *list(): AsyncIterable<string> {
     for (const algorithm of await readdirOrEmpty(this.blobsDir)) {
       for (const prefix of await readdirOrEmpty(join(this.blobsDir, algorithm))) {
-        for (const hex of await readdirOrEmpty(join(this.blobsDir, algorithm, prefix))) {
-          const s = await stat(join(this.blobsDir, algorithm, prefix, hex)).catch(() => undefined);
-          if (s?.isFile()) yield { digest: `${algorithm}:${hex}`, size: s.size, mtimeMs: s.mtimeMs };
-        }
+        for (const hex of await readdirOrEmpty(join(this.blobsDir, algorithm, prefix))) yield `${algorithm}:${hex}`;
       }
     }
+  }
+
+  async statOf(digest: string): Promise<{ size: number; mtimeMs: number } | undefined> {
+    const colon = digest.indexOf(':');
+    const hex = digest.slice(colon + 1);
+    const s = await stat(join(this.blobsDir, digest.slice(0, colon), hex.slice(0, 2), hex)).catch(() => undefined);
+    return s?.isFile() ? { size: s.size, mtimeMs: s.mtimeMs } : undefined;
   }
 }
 

@@ -41,7 +41,10 @@ export class Metadata {
 
   static sqlite(root: string): Metadata {
     const store = new KeyvSqlite({ uri: `sqlite://${join(root, 'metadata.sqlite')}`, busyTimeout: 10_000 });
-    return new Metadata(new Keyv({ store, namespace: NAMESPACE }), (sql, ...params) => store.query(sql, ...params) as Promise<Array<{ key: string; value: string }>>);
+    const sql: SqlQuery = (q, ...params) => store.query(q, ...params) as Promise<Array<{ key: string; value: string }>>;
+    // WAL + NORMAL: a commit is one sequential append, not an fsync'd rewrite (slow disks here).
+    void sql('PRAGMA journal_mode=WAL').then(() => sql('PRAGMA synchronous=NORMAL')).catch(() => undefined);
+    return new Metadata(new Keyv({ store, namespace: NAMESPACE }), sql);
   }
 
   static memory(): Metadata {
@@ -74,6 +77,25 @@ export class Metadata {
 
   async setIndex(digest: string, record: IndexRecord): Promise<void> {
     await this.keyv.set(`idx:${digest}`, record);
+  }
+
+  /** Writes many index records in one transaction (recency flushes, bulk loads). */
+  async setIndexMany(records: ReadonlyArray<readonly [string, IndexRecord]>): Promise<void> {
+    if (records.length === 0) return;
+    if (!this.sql) {
+      for (const [digest, r] of records) await this.setIndex(digest, r);
+      return;
+    }
+    await this.sql('BEGIN');
+    try {
+      for (const [digest, r] of records) {
+        await this.sql('INSERT OR REPLACE INTO keyv (key, value) VALUES (?, ?)', `${NAMESPACE}:idx:${digest}`, JSON.stringify({ value: r }));
+      }
+      await this.sql('COMMIT');
+    } catch (err) {
+      await this.sql('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
   }
 
   async deleteIndex(digest: string): Promise<void> {

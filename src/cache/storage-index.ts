@@ -53,6 +53,7 @@ export class StorageIndex {
   private readonly dirty = new Set<string>();
   private flushTimer: NodeJS.Timeout | undefined;
   private evicting: Promise<void> | undefined;
+  private flushing: Promise<void> = Promise.resolve();
   /** Pins (and anything else) can veto eviction of a digest. */
   private readonly protectors: Array<(digest: string) => boolean> = [];
   private readonly evictedListeners: Array<(entry: IndexEntry) => void> = [];
@@ -86,26 +87,33 @@ export class StorageIndex {
     const records: IndexEntry[] = [];
     for await (const [digest, r] of this.metadata.scanIndex()) records.push({ digest, size: r.size, kind: r.kind, seq: r.seq, at: r.at });
     records.sort((a, b) => a.seq - b.seq);
-    const known = new Map(records.map((r) => [r.digest, r]));
-    const onDisk = new Map<string, { size: number; mtimeMs: number }>();
-    for await (const f of this.store.list()) onDisk.set(f.digest, f);
+    // Files under blobs/ only ever appear complete (atomic rename), so for known entries existence
+    // is enough; only files without a record need a stat.
+    const onDisk = new Set<string>();
+    for await (const digest of this.store.list()) onDisk.add(digest);
 
     let dropped = 0;
+    const gone: string[] = [];
     for (const r of records) {
-      const file = onDisk.get(r.digest);
-      if (!file) {
+      if (!onDisk.delete(r.digest)) {
         dropped++;
-        await this.metadata.deleteIndex(r.digest);
+        gone.push(r.digest);
         continue;
       }
-      this.lru.set(r.digest, { ...r, size: file.size });
-      this.bytes += file.size;
+      this.lru.set(r.digest, r);
+      this.bytes += r.size;
       this.seq = Math.max(this.seq, r.seq);
     }
-    const orphans = [...onDisk].filter(([d]) => !known.has(d)).sort((a, b) => a[1].mtimeMs - b[1].mtimeMs);
-    for (const [digest, file] of orphans) {
-      const kind: EntryKind = (await this.metadata.getManifest(digest)) ? 'manifest' : 'blob';
-      this.insert(digest, file.size, kind, Math.round(file.mtimeMs));
+    for (const digest of gone) await this.metadata.deleteIndex(digest);
+    const orphans: Array<{ digest: string; size: number; mtimeMs: number }> = [];
+    for (const digest of onDisk) {
+      const s = await this.store.statOf(digest);
+      if (s) orphans.push({ digest, ...s });
+    }
+    orphans.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    for (const o of orphans) {
+      const kind: EntryKind = (await this.metadata.getManifest(o.digest)) ? 'manifest' : 'blob';
+      this.insert(o.digest, o.size, kind, Math.round(o.mtimeMs));
     }
     this.updateGauges();
     const report = { entries: this.lru.size, bytes: this.bytes, adopted: orphans.length, dropped, ms: Math.round(performance.now() - started) };
@@ -237,13 +245,20 @@ export class StorageIndex {
   }
 
   /** Writes pending recency updates. */
-  async flush(): Promise<void> {
-    const batch = [...this.dirty];
-    this.dirty.clear();
-    for (const digest of batch) {
+  flush(): Promise<void> {
+    // One flush at a time: each is a single sqlite transaction.
+    this.flushing = this.flushing.then(() => this.flushNow());
+    return this.flushing;
+  }
+
+  private async flushNow(): Promise<void> {
+    const batch: Array<[string, IndexRecord]> = [];
+    for (const digest of this.dirty) {
       const e = this.lru.peek(digest);
-      if (e) await this.metadata.setIndex(digest, { size: e.size, kind: e.kind, seq: e.seq, at: e.at });
+      if (e) batch.push([digest, { size: e.size, kind: e.kind, seq: e.seq, at: e.at }]);
     }
+    this.dirty.clear();
+    await this.metadata.setIndexMany(batch).catch((err: unknown) => this.log.error({ err: String(err), entries: batch.length }, 'writing recency updates failed'));
   }
 
   async close(): Promise<void> {
