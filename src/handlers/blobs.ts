@@ -71,29 +71,16 @@ async function serveLocal(
   head: boolean,
   res: ServerResponse,
 ): Promise<boolean> {
-  const release = ctx.blobs.use(digest);
-  try {
-    return await serveStored(ctx, upstream, digest, rangeHeader, head, res);
-  } finally {
-    release();
-  }
-}
-
-async function serveStored(
-  ctx: HandlerContext,
-  upstream: string,
-  digest: Digest,
-  rangeHeader: string | undefined,
-  head: boolean,
-  res: ServerResponse,
-): Promise<boolean> {
   const stored = await ctx.blobs.local(digest);
   if (!stored) return false;
+  // Protected from eviction while this response reads the file.
+  const release = ctx.blobs.use(digest);
   let handle: FileHandle;
   try {
     // Open first, then size from the open file: an eviction in between cannot cut the response short.
     handle = await open(stored.path, 'r');
   } catch (err) {
+    release();
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
   }
@@ -111,6 +98,7 @@ async function serveStored(
     return true;
   } finally {
     await handle.close().catch(() => undefined);
+    release();
   }
 }
 
