@@ -325,6 +325,7 @@ async function main(): Promise<void> {
     const tagPath = '/v2/bench/small/manifests/1.0';
     await curl(`${rc.url}${tagPath}`);
     await curl(`${proxy.url}${tagPath}`);
+    await settleDisk();
     const rcGet = await wrk(`${rc.url}${tagPath}`, accept);
     const pxGet = await wrk(`${proxy.url}${tagPath}`, accept);
     const upGet = await wrk(`${upstream.url}${tagPath}`, accept);
