@@ -21,7 +21,8 @@ export interface TempFile {
 
 /** Where blob bytes live; a later backend (shared volume, S3) implements the same shape. */
 export interface BlobStore {
-  stat(digest: Digest): Promise<StoredBlob | undefined>;
+  /** Where committed content lives (whether or not it is there). */
+  pathOf(digest: Digest): string;
   createTemp(): Promise<TempFile>;
   /** Moves a verified temp file into place atomically. */
   commit(tempPath: string, digest: Digest): Promise<StoredBlob>;
@@ -57,17 +58,6 @@ export class FsBlobStore implements BlobStore {
 
   pathOf(digest: Digest): string {
     return join(this.blobsDir, digest.algorithm, digest.hex.slice(0, 2), digest.hex);
-  }
-
-  async stat(digest: Digest): Promise<StoredBlob | undefined> {
-    const path = this.pathOf(digest);
-    try {
-      const s = await stat(path);
-      return s.isFile() ? { path, size: s.size } : undefined;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
   }
 
   async createTemp(): Promise<TempFile> {

@@ -3,7 +3,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { UpstreamRegistry } from '../upstream/registry.ts';
-import type { BlobStore, StoredBlob } from './blob-store.ts';
+import type { BlobStore } from './blob-store.ts';
 import { Download, type CommitPolicy } from './download.ts';
 import type { StorageIndex } from './storage-index.ts';
 
@@ -24,9 +24,13 @@ export class BlobCache {
     this.log = deps.logger.child({ module: 'blobs' });
   }
 
-  /** Verified local content, if any. */
-  local(digest: Digest): Promise<StoredBlob | undefined> {
-    return this.store.stat(digest);
+  /**
+   * Where verified local content is, if the index has it. The index is reconciled with the disk at
+   * start and updated on every commit, so hits and misses cost no syscall here; the caller's open()
+   * settles the rare race with an eviction.
+   */
+  local(digest: Digest): string | undefined {
+    return this.index.has(digest.value) ? this.store.pathOf(digest) : undefined;
   }
 
   /** Marks a blob as used and protects it from eviction until the returned function is called. */

@@ -71,14 +71,14 @@ async function serveLocal(
   head: boolean,
   res: ServerResponse,
 ): Promise<boolean> {
-  const stored = await ctx.blobs.local(digest);
-  if (!stored) return false;
+  const path = ctx.blobs.local(digest);
+  if (!path) return false;
   // Protected from eviction while this response reads the file.
   const release = ctx.blobs.use(digest);
   let handle: FileHandle;
   try {
     // Open first, then size from the open file: an eviction in between cannot cut the response short.
-    handle = await open(stored.path, 'r');
+    handle = await open(path, 'r');
   } catch (err) {
     release();
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
