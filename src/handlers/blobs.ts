@@ -41,25 +41,31 @@ export async function handleBlob(
     return;
   }
 
-  const { download, joined } = ctx.blobs.fetch(upstream, route.repo, digest);
-  if (joined) note.result = 'joined';
-  const size = await download.ready;
-  if (size === undefined && rangeHeader !== undefined) {
-    // No length from the upstream: a range can only be cut once the blob is complete.
-    await download.done;
-    if (await serveLocal(ctx, route.upstream, digest, rangeHeader, false, res)) return;
+  // A download that was passed through (not kept) may finish and close between our await and
+  // our attach; then the blob is neither streamable nor stored, and one fresh fetch serves it.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const { download, joined } = ctx.blobs.fetch(upstream, route.repo, digest);
+    if (joined) note.result = 'joined';
+    const size = await download.ready;
+    if (size === undefined && rangeHeader !== undefined) {
+      // No length from the upstream: a range can only be cut once the blob is complete.
+      await download.done;
+      if (await serveLocal(ctx, route.upstream, digest, rangeHeader, false, res)) return;
+    }
+    const range = size === undefined ? undefined : parseRange(rangeHeader, size);
+    const end = range ? range.end : size === undefined ? Infinity : size - 1;
+    const start = range?.start ?? 0;
+    // Decide and attach without an await in between, so the download cannot close its file meanwhile.
+    if (!download.canStream) {
+      if (await serveLocal(ctx, route.upstream, digest, rangeHeader, false, res)) return;
+      continue;
+    }
+    res.writeHead(range ? 206 : 200, blobHeaders(digest, size, range));
+    const sent = (await download.tryStream(res, start, end)) ?? 0;
+    ctx.metrics.servedBytes.labels(route.upstream, 'upstream').inc(sent);
+    return;
   }
-  const range = size === undefined ? undefined : parseRange(rangeHeader, size);
-  const end = range ? range.end : size === undefined ? Infinity : size - 1;
-  const start = range?.start ?? 0;
-  // Decide and attach without an await in between, so the download cannot close its file meanwhile.
-  if (!download.canStream) {
-    if (await serveLocal(ctx, route.upstream, digest, rangeHeader, false, res)) return;
-    throw new Error(`blob ${digest.value} committed but not found in the store`);
-  }
-  res.writeHead(range ? 206 : 200, blobHeaders(digest, size, range));
-  const sent = (await download.tryStream(res, start, end)) ?? 0;
-  ctx.metrics.servedBytes.labels(route.upstream, 'upstream').inc(sent);
+  throw new Error(`blob ${digest.value}: download finished but is neither stored nor streamable`);
 }
 
 /** Serves committed content; false when it is not (or no longer) on disk. */
