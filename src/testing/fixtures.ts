@@ -6,6 +6,8 @@ export interface Blob {
   readonly digest: string;
   readonly data: Buffer;
   readonly mediaType: string;
+  /** For layers: digest of the uncompressed content (what image configs list in rootfs.diff_ids). */
+  readonly diffId?: string;
 }
 
 export interface Manifest {
@@ -53,8 +55,9 @@ export function seededBytes(size: number, seed: number): Buffer {
 
 /** A gzip layer (level 1; random content barely shrinks) so clients see real compressed layers. */
 export function layer(size: number, seed: number, mediaType = 'application/vnd.docker.image.rootfs.diff.tar.gzip'): Blob {
-  const data = gzipSync(seededBytes(size, seed), { level: 1 });
-  return { digest: sha256(data), data, mediaType };
+  const raw = seededBytes(size, seed);
+  const data = gzipSync(raw, { level: 1 });
+  return { digest: sha256(data), data, mediaType, diffId: sha256(raw) };
 }
 
 export function image(opts: { layers: readonly Blob[]; arch?: string; oci?: boolean; seed?: number }): Image {
@@ -64,7 +67,7 @@ export function image(opts: { layers: readonly Blob[]; arch?: string; oci?: bool
     os: 'linux',
     created: '2026-01-01T00:00:00Z',
     config: { Cmd: ['/bin/sh'], Labels: { seed: String(opts.seed ?? 0) } },
-    rootfs: { type: 'layers', diff_ids: opts.layers.map((l) => l.digest) },
+    rootfs: { type: 'layers', diff_ids: opts.layers.map((l) => l.diffId ?? l.digest) },
   }));
   const configBlob: Blob = {
     digest: sha256(config),
@@ -102,4 +105,37 @@ export function multiArch(images: readonly Image[], oci = false): MultiArchImage
 
 function archOf(img: Image): string {
   return (JSON.parse(img.config.data.toString('utf8')) as { architecture: string }).architecture;
+}
+
+/** A minimal ustar archive of regular files (what container engines extract from a layer). */
+export function tar(files: ReadonlyArray<{ readonly name: string; readonly content: Buffer; readonly mode?: number }>): Buffer {
+  const parts: Buffer[] = [];
+  for (const f of files) {
+    const h = Buffer.alloc(512);
+    const field = (offset: number, length: number, value: string) => h.write(value, offset, length, 'ascii');
+    const octal = (offset: number, length: number, n: number) => field(offset, length, `${n.toString(8).padStart(length - 1, '0')}\0`);
+    field(0, 100, f.name);
+    octal(100, 8, f.mode ?? 0o644);
+    octal(108, 8, 0);
+    octal(116, 8, 0);
+    octal(124, 12, f.content.length);
+    octal(136, 12, 1_700_000_000);
+    field(148, 8, '        ');
+    field(156, 1, '0');
+    field(257, 6, 'ustar\0');
+    field(263, 2, '00');
+    let sum = 0;
+    for (const b of h) sum += b;
+    field(148, 8, `${sum.toString(8).padStart(6, '0')}\0 `);
+    parts.push(h, f.content, Buffer.alloc((512 - (f.content.length % 512)) % 512));
+  }
+  parts.push(Buffer.alloc(1024));
+  return Buffer.concat(parts);
+}
+
+/** A gzip'd tar layer holding the given files. */
+export function tarLayer(files: ReadonlyArray<{ readonly name: string; readonly content: Buffer; readonly mode?: number }>): Blob {
+  const raw = tar(files);
+  const data = gzipSync(raw, { level: 1 });
+  return { digest: sha256(data), data, mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', diffId: sha256(raw) };
 }
