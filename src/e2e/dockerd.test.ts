@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { FakeHub } from '../testing/fake-registry.ts';
 import { image, multiArch, tarLayer } from '../testing/fixtures.ts';
 import { startRegcache, type Harness } from '../testing/harness.ts';
 import { RegistryProcess } from '../testing/registry-process.ts';
@@ -119,5 +120,27 @@ describe('dockerd pulls through regcache', { skip: usable ? false : 'dockerd nee
     assert.equal(upstream.count('GET', BLOB_GET), 0, 'no upstream blob GETs for a warm cache');
     const digests = (await engine.docker('image', 'inspect', '--format', '{{json .RepoDigests}}', `${mirror}/docker.io/library/busybox:1.0`)).stdout;
     assert.ok(digests.includes(amd.manifest.digest), digests);
+  });
+
+  it('pulls from a Docker-Hub-like upstream (token realm, 307 to a CDN that refuses credentials)', async () => {
+    const hub = await FakeHub.start();
+    const hubRc = await startRegcache({ upstreams: [{ name: 'docker.io', url: hub.registryUrl, mirror: true }], log: { level: 'info' } });
+    try {
+      hub.addImage('library/busybox', 'hub', amd);
+      const engine = new Dockerd(join(scratch, 'engine3'));
+      engines.push(engine);
+      await engine.start(new URL(hubRc.url).host);
+      await engine.docker('pull', 'busybox:hub');
+      const digests = (await engine.docker('image', 'inspect', '--format', '{{json .RepoDigests}}', 'busybox:hub')).stdout;
+      assert.ok(digests.includes(`busybox@${amd.manifest.digest}`), digests);
+      assert.ok(hub.count('token', 'GET', /scope=repository%3Alibrary%2Fbusybox%3Apull/) >= 1, 'regcache fetched a token from the realm');
+      const cdn = hub.requests.filter((r) => r.server === 'cdn');
+      assert.equal(cdn.length, amd.blobs.length, 'every blob came through the CDN redirect');
+      assert.ok(cdn.every((r) => r.authorization === undefined), 'no credentials went to the CDN host');
+      assert.equal(hub.remaining, hub.limit - 1, 'one pull charged: the tag was resolved with a free HEAD');
+    } finally {
+      await hubRc.stop({ wipe: true });
+      await hub.stop();
+    }
   });
 });
