@@ -52,7 +52,7 @@ describe('skopeo through regcache in front of a real registry', () => {
     upstream.requests.length = 0;
   });
   after(async () => {
-    await rc?.stop();
+    await rc?.stop({ wipe: true });
     await upstream?.stop();
     await rm(scratch, { recursive: true, force: true });
   });
