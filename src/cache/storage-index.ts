@@ -211,37 +211,49 @@ export class StorageIndex {
   evictIfNeeded(): Promise<void> {
     const { quotaBytes, highWater, lowWater } = this.quota;
     if (quotaBytes === undefined || this.bytes <= quotaBytes * highWater) return Promise.resolve();
-    this.evicting ??= (async () => {
-      const target = quotaBytes * lowWater;
-      const before = this.bytes;
-      let freed = 0;
-      let count = 0;
-      for (const entry of [...this.entries()]) {
-        if (this.bytes <= target) break;
-        if (await this.remove(entry.digest, 'evicted')) {
-          freed += entry.size;
-          count++;
-        }
-      }
-      this.log.info({ before, after: this.bytes, freed, count, quota: quotaBytes }, 'eviction pass');
-      if (this.bytes > quotaBytes * highWater) this.log.warn({ bytes: this.bytes, quota: quotaBytes }, 'still over high water: the rest is in use or pinned');
-    })().finally(() => (this.evicting = undefined));
-    return this.evicting;
+    return this.evictDownTo(() => quotaBytes * lowWater, 'quota');
   }
 
   /**
    * The disk ran out of space below the quota (or with no quota): evict least recently used,
    * unprotected files until usage is down to low water of what it is now.
    */
-  async freeSpace(): Promise<void> {
-    await this.evicting;
-    const target = this.bytes * this.quota.lowWater;
-    let freed = 0;
-    for (const entry of [...this.entries()]) {
-      if (this.bytes <= target) break;
-      if (await this.remove(entry.digest, 'evicted')) freed += entry.size;
-    }
-    this.log.warn({ freed, bytes: this.bytes }, 'disk full: eviction pass');
+  freeSpace(): Promise<void> {
+    return this.evictDownTo(() => this.bytes * this.quota.lowWater, 'disk-full');
+  }
+
+  /**
+   * One eviction pass at a time: each runs after the previous one, removing least recently used,
+   * unprotected files until usage is at or below the target (computed when the pass starts).
+   */
+  private evictDownTo(target: () => number, reason: 'quota' | 'disk-full'): Promise<void> {
+    const pass = (this.evicting ?? Promise.resolve()).then(async () => {
+      const goal = target();
+      const before = this.bytes;
+      let freed = 0;
+      let count = 0;
+      for (const entry of [...this.entries()]) {
+        if (this.bytes <= goal) break;
+        if (await this.remove(entry.digest, 'evicted')) {
+          freed += entry.size;
+          count++;
+        }
+      }
+      const quota = this.quota.quotaBytes;
+      if (reason === 'disk-full') {
+        this.log.warn({ before, after: this.bytes, freed, count }, 'disk full: eviction pass');
+      } else if (count > 0 || before > goal) {
+        this.log.info({ before, after: this.bytes, freed, count, quota }, 'eviction pass');
+        if (quota !== undefined && this.bytes > quota * this.quota.highWater) {
+          this.log.warn({ bytes: this.bytes, quota }, 'still over high water: the rest is in use or pinned');
+        }
+      }
+    });
+    const tail = pass.finally(() => {
+      if (this.evicting === tail) this.evicting = undefined;
+    });
+    this.evicting = tail;
+    return tail;
   }
 
   /** Writes pending recency updates. */
