@@ -54,8 +54,6 @@ export class Download {
   readonly upstream: string;
   /** Length announced by the upstream (Content-Length); undefined when it sent none. */
   size: number | undefined;
-  /** Length of the blob once it is committed. */
-  committedSize: number | undefined;
   readonly ready: Promise<number | undefined>;
   /** The stored blob, or undefined when it was verified but not kept (pass-through). */
   readonly done: Promise<StoredBlob | undefined>;
@@ -108,10 +106,6 @@ export class Download {
     return !this.fileClosed && this.state !== 'failed';
   }
 
-  get subscriberCount(): number {
-    return this.subscribers.size;
-  }
-
   /** Fetches, tees, verifies and commits; never throws (outcome is in `ready`/`done`). */
   async run(fetch: () => Promise<UpstreamResponse>, store: BlobStore, policy: CommitPolicy = KEEP_ALL): Promise<void> {
     let res: UpstreamResponse | undefined;
@@ -140,7 +134,6 @@ export class Download {
       } else {
         await store.discard(this.temp.path);
       }
-      this.committedSize = this.received;
       this.state = 'committed';
       this.resolveDone(stored);
       this.wakeAll();
@@ -333,7 +326,8 @@ export class Download {
     }
     sub.busy = true;
     sub.sender ??= new FileSender(this.temp.handle, sub.res);
-    sub.sender.sendChunk(sub.pos, Math.min(limit, this.diskFull ? this.written : limit) - sub.pos).then(
+    // Only what reached the disk is read from the file (in pass-through, the rest is spilled).
+    sub.sender.sendChunk(sub.pos, Math.min(limit, this.written) - sub.pos).then(
       (sent) => {
         sub.busy = false;
         if (sub.finished) return;
