@@ -18,6 +18,8 @@ export interface HandlerContext {
 export interface RequestNote {
   result?: string;
   digest?: string;
+  /** `CODE: message` of the error answered, for the access log. */
+  error?: string;
 }
 
 export function upstreamOf(ctx: HandlerContext, name: string): UpstreamRegistry {

@@ -80,6 +80,9 @@ async function handle(ctx: HandlerContext, router: Router, state: ServerState, a
   } catch (err) {
     const oci = toOciError(err);
     note.result = 'error';
+    // The engines hide a mirror's error behind their fallback to Docker Hub: this log field is
+    // where an operator finds the real reason.
+    note.error = `${oci.code}: ${oci.message}`;
     if (oci.status >= 500) ctx.log.error({ err: describe(err), url: req.url }, 'request failed');
     sendError(res, err, method);
   } finally {
@@ -92,13 +95,14 @@ async function handle(ctx: HandlerContext, router: Router, state: ServerState, a
         upstream: route.upstream,
         result: note.result,
         digest: note.digest,
+        error: note.error,
         ms: Math.round((performance.now() - started) * 10) / 10,
         ua: req.headers['user-agent'],
       }, 'request');
     } else if (route?.kind === 'admin') {
       ctx.log.info({ method, url: req.url?.slice(0, 300), status: res.statusCode }, 'admin request');
     } else if (res.statusCode >= 400) {
-      ctx.log.info({ method, url: req.url?.slice(0, 300), status: res.statusCode }, 'request');
+      ctx.log.info({ method, url: req.url?.slice(0, 300), status: res.statusCode, error: note.error }, 'request');
     }
   }
 }

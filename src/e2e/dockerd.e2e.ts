@@ -122,6 +122,16 @@ describe('dockerd pulls through regcache', { skip: usable ? false : 'dockerd nee
     assert.ok(digests.includes(amd.manifest.digest), digests);
   });
 
+  it("hides a mirror 404 behind its Docker Hub fallback; regcache's log names the real error", async () => {
+    const engine = engines[0]!;
+    const failed = await engine.docker('pull', 'busybox:nope').then(() => undefined, (err: Error & { stderr?: string }) => err.stderr ?? err.message);
+    assert.ok(failed, 'the pull failed');
+    assert.match(failed, /registry-1\.docker\.io/, 'dockerd reports the Docker Hub fallback, not the mirror');
+    const seen = rc.logs.filter((l) => l['msg'] === 'request' && String(l['url']).endsWith('/manifests/nope'));
+    assert.ok(seen.length >= 1, 'the mirror was asked first');
+    assert.ok(seen.every((l) => l['status'] === 404 && String(l['error']).startsWith('MANIFEST_UNKNOWN')), JSON.stringify(seen));
+  });
+
   it('pulls from a Docker-Hub-like upstream (token realm, 307 to a CDN that refuses credentials)', async () => {
     const hub = await FakeHub.start();
     const hubRc = await startRegcache({ upstreams: [{ name: 'docker.io', url: hub.registryUrl, mirror: true }], log: { level: 'info' } });

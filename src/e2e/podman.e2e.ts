@@ -73,4 +73,12 @@ describe('podman pulls through regcache as a registry mirror', { skip: usable ? 
     await upstream.settle();
     assert.equal(upstream.count('GET', /\/blobs\//), img.blobs.length);
   });
+
+  it("surfaces the mirror's manifest-unknown in its error, and regcache logs why", async () => {
+    const failed = await podman('pull', 'busybox:nope').then(() => undefined, (err: Error & { stderr?: string }) => err.stderr ?? err.message);
+    assert.ok(failed, 'the pull failed');
+    assert.match(failed, /Mirrors also failed/);
+    const seen = rc.logs.filter((l) => l['msg'] === 'request' && String(l['url']).endsWith('/manifests/nope'));
+    assert.ok(seen.length >= 1 && seen.every((l) => l['status'] === 404 && String(l['error']).startsWith('MANIFEST_UNKNOWN')), JSON.stringify(seen));
+  });
 });

@@ -102,4 +102,25 @@ describe('containerd pulls through regcache with ?ns=', { skip: usable ? false :
     await upstream.settle();
     assert.equal(upstream.count('GET', /\/blobs\//), hubImage.blobs.length + ghcrImage.blobs.length, 'each blob fetched once (amd64 only)');
   });
+
+  it("reports a missing tag as not found, and regcache's log names the upstream's answer", async () => {
+    const failed = await ctr('images', 'pull', '--hosts-dir', hostsDir, 'docker.io/library/busybox:nope').then(() => undefined, (err: Error & { stderr?: string }) => err.stderr ?? err.message);
+    assert.ok(failed, 'the pull failed');
+    assert.match(failed, /not found/);
+    const seen = rc.logs.filter((l) => l['msg'] === 'request' && String(l['url']).includes('/manifests/nope?ns=docker.io'));
+    assert.ok(seen.length >= 1 && seen.every((l) => l['status'] === 404 && String(l['error']).startsWith('MANIFEST_UNKNOWN')), JSON.stringify(seen));
+  });
+
+  it('refuses an ns that names no configured upstream without contacting anything', async () => {
+    const mirror = `http://${new URL(rc.url).host}`;
+    await mkdir(join(hostsDir, 'quay.io'), { recursive: true });
+    await writeFile(join(hostsDir, 'quay.io', 'hosts.toml'), `server = "${mirror}"\n[host."${mirror}"]\n  capabilities = ["pull", "resolve"]\n`);
+    upstream.requests.length = 0;
+    const failed = await ctr('images', 'pull', '--hosts-dir', hostsDir, 'quay.io/org/app:1.0').then(() => undefined, (err: Error & { stderr?: string }) => err.stderr ?? err.message);
+    assert.ok(failed, 'the pull failed');
+    const seen = rc.logs.filter((l) => l['msg'] === 'request' && String(l['url']).includes('ns=quay.io'));
+    assert.ok(seen.length >= 1 && seen.every((l) => Number(l['status']) >= 400 && l['error'] !== undefined), JSON.stringify(seen));
+    await upstream.settle();
+    assert.equal(upstream.requests.length, 0, 'no upstream was contacted for an unknown ns');
+  });
 });
