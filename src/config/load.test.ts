@@ -61,6 +61,14 @@ describe('configuration', () => {
     assert.equal(c.tags.ttlMs, 30_000);
   });
 
+  it('treats an empty environment variable as unset (empty Secret values), leaving no empty credentials or admin token', () => {
+    const c = buildConfig({}, { REGCACHE_UPSTREAM_DOCKER_IO_USERNAME: '', REGCACHE_UPSTREAM_DOCKER_IO_PASSWORD: '', REGCACHE_ADMIN_TOKEN: '', REGCACHE_LISTEN: '' });
+    assert.equal(c.upstreams[0]?.username, undefined);
+    assert.equal(c.upstreams[0]?.password, undefined);
+    assert.equal(c.admin.token, undefined);
+    assert.equal(c.listen, '0.0.0.0:5000');
+  });
+
   it('freezes the result', () => {
     const c = buildConfig({});
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.upstreams) && Object.isFrozen(c.upstreams[0]));

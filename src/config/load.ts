@@ -42,7 +42,9 @@ export function loadConfig(opts: { file?: string | undefined; env?: Env } = {}):
 }
 
 /** Validates a parsed document (plus env overrides) into a frozen Config. */
-export function buildConfig(raw: unknown, env: Env = {}, source = 'inline'): Config {
+export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): Config {
+  // An empty variable counts as unset: Kubernetes Secrets and compose files template them in empty.
+  const env: Env = Object.fromEntries(Object.entries(envIn).filter(([, v]) => v !== undefined && v !== ''));
   const problems: string[] = [];
   const doc = asRecord(raw, '(root)', problems) ?? {};
   known(doc, '', ['listen', 'storage', 'upstreams', 'tags', 'limits', 'log', 'admin', 'shutdownTimeout'], problems);
