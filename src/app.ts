@@ -16,6 +16,10 @@ import { createHttpServer, type ServerState } from './http/server.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 import { UpstreamRegistry, createOutsideAgent } from './upstream/registry.ts';
+import { Pins } from './workshops/pins.ts';
+import { Policy } from './workshops/policy.ts';
+import { Prefetcher } from './workshops/prefetch.ts';
+import { ManifestResolver } from './workshops/resolver.ts';
 
 export interface App {
   readonly config: Config;
@@ -25,6 +29,7 @@ export interface App {
   readonly upstreams: ReadonlyMap<string, UpstreamRegistry>;
   readonly store: FsBlobStore;
   readonly index: StorageIndex;
+  readonly pins: Pins;
   /** Listens on config.listen (or the given port, 0 = any) and returns the bound address. */
   listen(port?: number): Promise<AddressInfo>;
   /** Stops accepting, lets requests and downloads finish within the grace period, then closes. */
@@ -44,10 +49,17 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
   await index.load();
   const blobs = new BlobCache({ store, index, metrics, logger: log });
   const manifests = new ManifestCache({ store, metadata, index, metrics, logger: log, ttlMs: config.tags.ttlMs, maxBytes: config.limits.maxManifestBytes });
-  const ctx: HandlerContext = { blobs, manifests, upstreams, metrics, log };
+  const pins = new Pins({ metadata, manifests, index, metrics, logger: log, ttlMs: config.scopes.pinTtlMs });
+  await pins.load();
+  const policy = new Policy(config);
+  const resolver = new ManifestResolver({ manifests, pins, policy, metrics, logger: log });
+  const ctx: HandlerContext = { blobs, manifests, resolver, policy, upstreams, metrics, log };
   const state: ServerState = { ready: false };
   const maintenance = new Maintenance({ metadata, index, store, manifests, logger: log });
-  const server = createHttpServer(ctx, new Router(config.upstreams), state, new AdminApi(config.admin.token, maintenance));
+  const router = new Router(config.upstreams, config.scopes);
+  const prefetcher = new Prefetcher({ router, upstreams, resolver, manifests, blobs, policy, platforms: config.prefetch.platforms, reserve: config.prefetch.reserve, logger: log });
+  const admin = new AdminApi(config.admin.token, maintenance, { pins, prefetcher, resolver, upstreams });
+  const server = createHttpServer(ctx, router, state, admin);
 
   return {
     config,
@@ -57,6 +69,7 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
     upstreams,
     store,
     index,
+    pins,
     async listen(port?: number): Promise<AddressInfo> {
       const i = config.listen.lastIndexOf(':');
       const host = config.listen.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0';
@@ -79,6 +92,7 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
       server.closeAllConnections();
       await Promise.allSettled([...upstreams.values()].map((u) => u.close()));
       await outside.close().catch(() => undefined);
+      pins.close();
       await index.close().catch(() => undefined);
       await metadata.close().catch(() => undefined);
     },

@@ -3,15 +3,19 @@
 import { parseArgs } from 'node:util';
 import { createApp } from './app.ts';
 import { runAdmin } from './cli/admin.ts';
+import { runPrefetch } from './cli/prefetch.ts';
 import { ConfigError, loadConfig } from './config/load.ts';
 
 if (process.argv[2] === 'admin') {
   process.exit(await runAdmin(process.argv.slice(3)));
 }
+if (process.argv[2] === 'prefetch') {
+  process.exit(await runPrefetch(process.argv.slice(3)));
+}
 
 const { values } = parseArgs({ options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });
 if (values.help) {
-  process.stdout.write('usage: regcache [--config FILE]   (or REGCACHE_CONFIG=FILE; no file = embedded defaults)\n       regcache admin <command>   (maintenance over the admin API; regcache admin --help)\n');
+  process.stdout.write('usage: regcache [--config FILE]   (or REGCACHE_CONFIG=FILE; no file = embedded defaults)\n       regcache admin <command>   (maintenance over the admin API; regcache admin --help)\n       regcache prefetch [--scope S] ref...   (warm the cache for a workshop; regcache prefetch --help)\n');
   process.exit(0);
 }
 

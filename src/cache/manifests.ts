@@ -24,7 +24,7 @@ export interface ManifestAnswer {
   readonly source: ManifestSource;
 }
 
-interface StoredManifest {
+export interface StoredManifest {
   readonly mediaType: string;
   readonly body: Buffer;
 }
@@ -43,6 +43,7 @@ export class ManifestCache {
   private readonly tags = new LRUCache<string, TagRecord>({ max: 100_000 });
   /** One upstream exchange per tag or digest at a time: 50 sessions asking at once cost one pull. */
   private readonly flights = new SingleFlight<ManifestAnswer>();
+  private readonly storedListeners: Array<(digest: string) => void> = [];
 
   constructor(deps: { store: BlobStore; metadata: Metadata; index: StorageIndex; metrics: Metrics; logger: Logger; ttlMs: number; maxBytes: number; memoryBytes?: number }) {
     this.store = deps.store;
@@ -57,10 +58,21 @@ export class ManifestCache {
     this.index.onEvicted((entry) => this.bodies.delete(entry.digest));
   }
 
-  async get(upstream: UpstreamRegistry, repo: string, reference: string, method: 'GET' | 'HEAD'): Promise<ManifestAnswer> {
+  /** `revalidate`: ask the upstream about a tag even within its TTL (a scope's first resolution). */
+  async get(upstream: UpstreamRegistry, repo: string, reference: string, method: 'GET' | 'HEAD', opts: { revalidate?: boolean } = {}): Promise<ManifestAnswer> {
     return isDigest(reference)
       ? this.byDigest(upstream, repo, parseDigest(reference), method)
-      : this.byTag(upstream, repo, reference, method);
+      : this.byTag(upstream, repo, reference, method, opts.revalidate ?? false);
+  }
+
+  /** A stored manifest, without contacting any upstream. */
+  local(digest: string): Promise<StoredManifest | undefined> {
+    return isDigest(digest) ? this.load(parseDigest(digest)) : Promise.resolve(undefined);
+  }
+
+  /** Called with the digest of every manifest newly stored. */
+  onStored(listener: (digest: string) => void): void {
+    this.storedListeners.push(listener);
   }
 
   private async byDigest(upstream: UpstreamRegistry, repo: string, digest: Digest, method: 'GET' | 'HEAD'): Promise<ManifestAnswer> {
@@ -83,10 +95,10 @@ export class ManifestCache {
     return promise;
   }
 
-  private async byTag(upstream: UpstreamRegistry, repo: string, tag: string, method: 'GET' | 'HEAD'): Promise<ManifestAnswer> {
+  private async byTag(upstream: UpstreamRegistry, repo: string, tag: string, method: 'GET' | 'HEAD', revalidate: boolean): Promise<ManifestAnswer> {
     const key = `${upstream.name}/${repo}:${tag}`;
     const record = await this.tagRecord(upstream.name, repo, tag, key);
-    if (record && Date.now() - record.checkedAt < this.ttlMs) {
+    if (record && !revalidate && Date.now() - record.checkedAt < this.ttlMs) {
       const answer = await this.fromRecord(record, method, 'hit');
       if (answer) return answer;
     }
@@ -178,6 +190,7 @@ export class ManifestCache {
     }
     this.bodies.set(digest.value, { mediaType, body });
     await this.index.add(digest.value, body.length, 'manifest');
+    for (const l of this.storedListeners) l(digest.value);
     this.log.info({ upstream: upstream.name, repo, reference, digest: digest.value, mediaType, bytes: body.length }, 'manifest stored');
     return { digest: digest.value, mediaType, size: body.length, body };
   }

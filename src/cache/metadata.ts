@@ -26,6 +26,19 @@ export interface IndexRecord {
   readonly at: number;
 }
 
+/** A floating tag held at one digest for a scope (a workshop). */
+export interface PinRecord {
+  readonly scope: string;
+  readonly upstream: string;
+  readonly repo: string;
+  readonly tag: string;
+  readonly digest: string;
+  /** Unix ms. */
+  readonly pinnedAt: number;
+  /** Unix ms; slides forward with use. */
+  readonly expiresAt: number;
+}
+
 type SqlQuery = (sql: string, ...params: unknown[]) => Promise<Array<{ key: string; value: string }>>;
 
 /** The record store; keyv's Redis/Postgres adapters can replace sqlite for shared replicas later. */
@@ -102,6 +115,18 @@ export class Metadata {
     await this.keyv.delete(`idx:${digest}`);
   }
 
+  async setPin(record: PinRecord): Promise<void> {
+    await this.keyv.set(pinKey(record), record);
+  }
+
+  async deletePin(record: PinRecord): Promise<void> {
+    await this.keyv.delete(pinKey(record));
+  }
+
+  scanPins(): AsyncIterable<[string, PinRecord]> {
+    return this.scan<PinRecord>('pin:');
+  }
+
   scanIndex(): AsyncIterable<[string, IndexRecord]> {
     return this.scan<IndexRecord>('idx:');
   }
@@ -137,4 +162,8 @@ const NAMESPACE = 'regcache';
 
 function tagKey(upstream: string, repo: string, tag: string): string {
   return `tag:${upstream}/${repo}:${tag}`;
+}
+
+function pinKey(p: Pick<PinRecord, 'scope' | 'upstream' | 'repo' | 'tag'>): string {
+  return `pin:${p.scope}/${p.upstream}/${p.repo}:${p.tag}`;
 }

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULTS, DOCKER_HUB_URL, UPSTREAM_DEFAULTS, type Config, type UpstreamConfig } from './schema.ts';
+import { SCOPE_RE, checkPattern, repositoryPattern, tagPattern } from '../oci/name-patterns.ts';
 import { parseDuration, parseSize } from './units.ts';
 
 export class ConfigError extends Error {
@@ -18,6 +19,8 @@ type Env = Record<string, string | undefined>;
 type Raw = Record<string, unknown>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const TAG_POLICIES = ['pin', 'allow', 'warn', 'deny'] as const;
+const PLATFORM_RE = /^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/;
 const UPSTREAM_NAME_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$/;
 
 /** Reads the file named by `--config`, else REGCACHE_CONFIG, else the embedded defaults. */
@@ -47,7 +50,7 @@ export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): C
   const env: Env = Object.fromEntries(Object.entries(envIn).filter(([, v]) => v !== undefined && v !== ''));
   const problems: string[] = [];
   const doc = asRecord(raw, '(root)', problems) ?? {};
-  known(doc, '', ['listen', 'storage', 'upstreams', 'tags', 'limits', 'log', 'admin', 'shutdownTimeout'], problems);
+  known(doc, '', ['listen', 'storage', 'upstreams', 'tags', 'scopes', 'prefetch', 'limits', 'log', 'admin', 'shutdownTimeout'], problems);
 
   const listen = str(env['REGCACHE_LISTEN'] ?? doc['listen'], 'listen', problems) ?? DEFAULTS.listen;
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$/.test(listen) || Number(listen.split(':').pop()) > 65535) {
@@ -63,8 +66,37 @@ export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): C
   if (lowWater >= highWater) problems.push(`storage.lowWater: must be below storage.highWater (${lowWater} >= ${highWater})`);
 
   const tags = asRecord(doc['tags'] ?? {}, 'tags', problems) ?? {};
-  known(tags, 'tags.', ['ttl'], problems);
+  known(tags, 'tags.', ['ttl', 'floating', 'policy'], problems);
   const ttlMs = duration(env['REGCACHE_TAGS_TTL'] ?? tags['ttl'], 'tags.ttl', problems) ?? DEFAULTS.tags.ttlMs;
+  const floating = patterns(tags['floating'], 'tags.floating', tagPattern, problems) ?? DEFAULTS.tags.floating;
+  const policyRaw = str(env['REGCACHE_TAGS_POLICY'] ?? tags['policy'], 'tags.policy', problems) ?? DEFAULTS.tags.policy;
+  const policy = TAG_POLICIES.find((p) => p === policyRaw);
+  if (!policy) problems.push(`tags.policy: expected one of ${TAG_POLICIES.join('|')}, got ${JSON.stringify(policyRaw)}`);
+
+  const scopes = asRecord(doc['scopes'] ?? {}, 'scopes', problems) ?? {};
+  known(scopes, 'scopes.', ['hostSuffix', 'allowed', 'pinTtl'], problems);
+  const hostSuffix = str(scopes['hostSuffix'], 'scopes.hostSuffix', problems)?.toLowerCase().replace(/^\./, '');
+  if (hostSuffix !== undefined && !UPSTREAM_NAME_RE.test(hostSuffix)) problems.push(`scopes.hostSuffix: expected a host name like "cache.example", got ${JSON.stringify(hostSuffix)}`);
+  let allowed: string[] | undefined;
+  if (scopes['allowed'] !== undefined) {
+    const list = scopes['allowed'];
+    if (!Array.isArray(list) || !list.every((x) => typeof x === 'string' && SCOPE_RE.test(x))) {
+      problems.push('scopes.allowed: expected a list of scope names (DNS labels: a-z, 0-9, "-", at most 63)');
+    } else allowed = list as string[];
+  }
+  const pinTtlMs = duration(scopes['pinTtl'], 'scopes.pinTtl', problems) ?? DEFAULTS.scopes.pinTtlMs;
+
+  const prefetch = asRecord(doc['prefetch'] ?? {}, 'prefetch', problems) ?? {};
+  known(prefetch, 'prefetch.', ['platforms', 'reserve'], problems);
+  let platforms: readonly string[] = DEFAULTS.prefetch.platforms;
+  if (prefetch['platforms'] !== undefined) {
+    const list = prefetch['platforms'];
+    if (!Array.isArray(list) || list.length === 0 || !list.every((x) => typeof x === 'string' && PLATFORM_RE.test(x))) {
+      problems.push('prefetch.platforms: expected a non-empty list like [linux/amd64, linux/arm64/v8]');
+    } else platforms = list as string[];
+  }
+  const reserve = prefetch['reserve'] ?? DEFAULTS.prefetch.reserve;
+  if (typeof reserve !== 'number' || !Number.isInteger(reserve) || reserve < 0) problems.push('prefetch.reserve: expected a whole number of pulls (0 or more)');
 
   const limits = asRecord(doc['limits'] ?? {}, 'limits', problems) ?? {};
   known(limits, 'limits.', ['maxManifestSize'], problems);
@@ -108,7 +140,9 @@ export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): C
     listen,
     storage: { root, quotaBytes, highWater, lowWater },
     upstreams,
-    tags: { ttlMs },
+    tags: { ttlMs, floating, policy: policy ?? 'pin' },
+    scopes: { hostSuffix, allowed, pinTtlMs },
+    prefetch: { platforms, reserve: typeof reserve === 'number' ? reserve : DEFAULTS.prefetch.reserve },
     limits: { maxManifestBytes },
     log: { level: level ?? 'info' },
     admin: { token: adminToken },
@@ -120,7 +154,7 @@ function upstream(raw: unknown, i: number, problems: string[]): UpstreamConfig |
   const at = `upstreams[${i}]`;
   const u = asRecord(raw, at, problems);
   if (!u) return undefined;
-  known(u, `${at}.`, ['name', 'url', 'mirror', 'implicitLibrary', 'aliases', 'username', 'password', 'timeout', 'idleTimeout', 'connections'], problems);
+  known(u, `${at}.`, ['name', 'url', 'mirror', 'implicitLibrary', 'aliases', 'username', 'password', 'timeout', 'idleTimeout', 'connections', 'allow', 'deny'], problems);
   const name = str(u['name'], `${at}.name`, problems);
   const url = str(u['url'], `${at}.url`, problems);
   if (name === undefined) problems.push(`${at}.name: required`);
@@ -153,8 +187,12 @@ function upstream(raw: unknown, i: number, problems: string[]): UpstreamConfig |
   const implicitLibrary = bool(u['implicitLibrary'], `${at}.implicitLibrary`, problems) ?? isHub;
   const timeoutMs = duration(u['timeout'], `${at}.timeout`, problems) ?? UPSTREAM_DEFAULTS.timeoutMs;
   const idleTimeoutMs = duration(u['idleTimeout'], `${at}.idleTimeout`, problems) ?? UPSTREAM_DEFAULTS.idleTimeoutMs;
+  const allow = patterns(u['allow'], `${at}.allow`, repositoryPattern, problems) ?? [];
+  const deny = patterns(u['deny'], `${at}.deny`, repositoryPattern, problems) ?? [];
   if (name === undefined || origin === undefined) return undefined;
   return {
+    allow,
+    deny,
     name,
     url: origin.origin,
     mirror,
@@ -180,6 +218,20 @@ function asRecord(v: unknown, at: string, problems: string[]): Raw | undefined {
   if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Raw;
   problems.push(`${at}: expected a mapping, got ${JSON.stringify(v)}`);
   return undefined;
+}
+
+/** A list of name patterns, each compiled once to catch mistakes at start. */
+function patterns(v: unknown, at: string, compile: (p: string) => RegExp, problems: string[]): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x !== '')) {
+    problems.push(`${at}: expected a list of patterns`);
+    return undefined;
+  }
+  for (const [i, p] of (v as string[]).entries()) {
+    const bad = checkPattern(p, compile);
+    if (bad) problems.push(`${at}[${i}]: ${bad}`);
+  }
+  return v as string[];
 }
 
 function known(r: Raw, prefix: string, keys: readonly string[], problems: string[]): void {

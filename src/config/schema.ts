@@ -19,7 +19,14 @@ export interface UpstreamConfig {
   readonly idleTimeoutMs: number;
   /** Connections per upstream origin. */
   readonly connections: number;
+  /** Repository patterns (`library/*`, `bitnami/postgresql`) allowed; empty = all. */
+  readonly allow: readonly string[];
+  /** Repository patterns refused (checked before `allow`). */
+  readonly deny: readonly string[];
 }
+
+/** What a request for a floating tag gets. */
+export type TagPolicy = 'pin' | 'allow' | 'warn' | 'deny';
 
 export interface Config {
   /** host:port to listen on. */
@@ -38,6 +45,24 @@ export interface Config {
   readonly tags: {
     /** How long a tag→digest answer is served before it is revalidated with an upstream HEAD. */
     readonly ttlMs: number;
+    /** Tags that move upstream: exact names, `*` globs, or `/regex/`. */
+    readonly floating: readonly string[];
+    /** pin: one digest per scope (named scopes; the global scope follows ttl); warn/deny: everywhere. */
+    readonly policy: TagPolicy;
+  };
+  readonly scopes: {
+    /** `<scope>.<hostSuffix>` in the Host header selects a scope (for dockerd mirrors). */
+    readonly hostSuffix: string | undefined;
+    /** If set, only these scopes exist; others are refused. */
+    readonly allowed: readonly string[] | undefined;
+    /** A pin lives this long after its last use (sliding), unless released. */
+    readonly pinTtlMs: number;
+  };
+  readonly prefetch: {
+    /** Platforms fetched from an index (`os/arch[/variant]`). */
+    readonly platforms: readonly string[];
+    /** Stop when an upstream announces this many pulls left or fewer. */
+    readonly reserve: number;
   };
   readonly limits: {
     /** Largest manifest accepted from an upstream. */
@@ -61,7 +86,12 @@ export const UPSTREAM_DEFAULTS = {
   timeoutMs: 30_000,
   idleTimeoutMs: 60_000,
   connections: 16,
+  allow: [],
+  deny: [],
 } as const;
+
+/** Floating by default: the branch-like names, and versions without a patch level (`1`, `1.27`, `v2`, `1.27-alpine`). */
+export const DEFAULT_FLOATING = ['latest', 'main', 'master', 'develop', '/^v?\\d+(\\.\\d+)?(-[a-z][a-z0-9._-]*)?$/'] as const;
 
 export const DEFAULTS: Config = {
   listen: '0.0.0.0:5000',
@@ -76,7 +106,9 @@ export const DEFAULTS: Config = {
       aliases: ['index.docker.io', 'registry-1.docker.io'],
     },
   ],
-  tags: { ttlMs: 5 * 60_000 },
+  tags: { ttlMs: 5 * 60_000, floating: DEFAULT_FLOATING, policy: 'pin' },
+  scopes: { hostSuffix: undefined, allowed: undefined, pinTtlMs: 24 * 3_600_000 },
+  prefetch: { platforms: ['linux/amd64', 'linux/arm64'], reserve: 10 },
   limits: { maxManifestBytes: 4 * 2 ** 20 },
   log: { level: 'info' },
   admin: { token: undefined },

@@ -5,10 +5,15 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { OciError } from '../oci/errors.ts';
 import type { UpstreamRegistry } from '../upstream/registry.ts';
+import type { Policy } from '../workshops/policy.ts';
+import type { ManifestResolver } from '../workshops/resolver.ts';
 
 export interface HandlerContext {
   readonly blobs: BlobCache;
   readonly manifests: ManifestCache;
+  /** Manifest resolution with scopes, pins and the floating-tag policy. */
+  readonly resolver: ManifestResolver;
+  readonly policy: Policy;
   readonly upstreams: ReadonlyMap<string, UpstreamRegistry>;
   readonly metrics: Metrics;
   readonly log: Logger;

@@ -1,4 +1,5 @@
-// GET/HEAD /v2/<name>/manifests/<tag|digest>: answered by the manifest cache's freshness policy.
+// GET/HEAD /v2/<name>/manifests/<tag|digest>: answered through the resolver (scopes, pins, the
+// floating-tag policy) and the manifest cache's freshness policy.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OciError } from '../oci/errors.ts';
 import { API_VERSION_HEADER } from '../http/respond.ts';
@@ -6,15 +7,15 @@ import { upstreamOf, type HandlerContext, type RequestNote } from './context.ts'
 
 export async function handleManifest(
   ctx: HandlerContext,
-  route: { upstream: string; repo: string; reference: string },
+  route: { upstream: string; repo: string; reference: string; scope?: string },
   req: IncomingMessage,
   res: ServerResponse,
   note: RequestNote,
 ): Promise<void> {
   const upstream = upstreamOf(ctx, route.upstream);
   const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
-  const answer = await ctx.manifests.get(upstream, route.repo, route.reference, method);
-  note.result = answer.source;
+  const { answer, result } = await ctx.resolver.resolve(route.scope, upstream, route.repo, route.reference, method);
+  note.result = result;
   note.digest = answer.digest;
   res.writeHead(200, {
     ...API_VERSION_HEADER,
@@ -29,5 +30,5 @@ export async function handleManifest(
   }
   if (!answer.body) throw new OciError('UNKNOWN', 'manifest body unavailable');
   res.end(answer.body);
-  ctx.metrics.servedBytes.labels(route.upstream, answer.source === 'miss' ? 'upstream' : 'cache').inc(answer.size);
+  ctx.metrics.servedBytes.labels(route.upstream, result === 'miss' ? 'upstream' : 'cache').inc(answer.size);
 }

@@ -47,7 +47,9 @@ async function handle(ctx: HandlerContext, router: Router, state: ServerState, a
   const note: RequestNote = {};
   let route: Route | undefined;
   try {
-    route = router.route(method, req.url ?? '/');
+    route = router.route(method, req.url ?? '/', req.headers.host);
+    // Allow/deny lists are checked before anything else, cached or not: policy is policy.
+    if (route.kind === 'manifest' || route.kind === 'blob' || route.kind === 'tags') ctx.policy.checkRepository(route.upstream, route.repo);
     switch (route.kind) {
       case 'ping':
         res.writeHead(200, { ...API_VERSION_HEADER, 'content-type': 'application/json', 'content-length': 2 });
@@ -79,7 +81,7 @@ async function handle(ctx: HandlerContext, router: Router, state: ServerState, a
     }
   } catch (err) {
     const oci = toOciError(err);
-    note.result = 'error';
+    note.result = oci.code === 'DENIED' ? 'denied' : 'error';
     // The engines hide a mirror's error behind their fallback to Docker Hub: this log field is
     // where an operator finds the real reason.
     note.error = `${oci.code}: ${oci.message}`;
@@ -93,6 +95,7 @@ async function handle(ctx: HandlerContext, router: Router, state: ServerState, a
         url: req.url,
         status: res.statusCode,
         upstream: route.upstream,
+        scope: route.scope,
         result: note.result,
         digest: note.digest,
         error: note.error,
@@ -112,6 +115,8 @@ function metricResult(result: string | undefined): RequestResult {
     case 'hit':
     case 'stale':
     case 'revalidated':
+    case 'pinned':
+    case 'denied':
     case 'error':
       return result;
     default:

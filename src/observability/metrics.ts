@@ -2,7 +2,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type RequestKind = 'manifest' | 'blob' | 'tags';
-export type RequestResult = 'hit' | 'miss' | 'stale' | 'revalidated' | 'error';
+export type RequestResult = 'hit' | 'miss' | 'stale' | 'revalidated' | 'pinned' | 'denied' | 'error';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -105,6 +105,23 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly pins = new Gauge({
+    name: 'regcache_pins',
+    help: 'Live pins (floating tags held at one digest in a scope), over all scopes.',
+    registers: [this.registry],
+  });
+  readonly pinScopes = new Gauge({
+    name: 'regcache_pin_scopes',
+    help: 'Scopes holding at least one live pin.',
+    registers: [this.registry],
+  });
+  readonly floatingTags = new Counter({
+    name: 'regcache_floating_tag_requests_total',
+    help: 'Manifest requests by a floating tag, by the policy applied (pin, allow, warn, deny).',
+    labelNames: ['policy'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { upstreams: readonly string[]; defaultMetrics?: boolean }) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     // Pre-initialise bounded label sets so rates start at 0 instead of appearing on first use.
@@ -116,5 +133,6 @@ export class Metrics {
       this.throttled.labels(upstream).inc(0);
     }
     for (const kind of ['blob', 'manifest'] as const) this.evictions.labels(kind).inc(0);
+    for (const policy of ['pin', 'allow', 'warn', 'deny'] as const) this.floatingTags.labels(policy).inc(0);
   }
 }
