@@ -69,6 +69,38 @@ describe('configuration', () => {
     assert.equal(c.listen, '0.0.0.0:5000');
   });
 
+  it('validates workshop settings: floating patterns, tag policy, scopes, prefetch, allow/deny lists', () => {
+    const c = buildConfig({
+      tags: { floating: ['latest', 'v*', '/^\\d+$/'], policy: 'warn' },
+      scopes: { hostSuffix: 'Cache.Example', allowed: ['ws1'], pinTtl: '8h' },
+      prefetch: { platforms: ['linux/amd64'], reserve: 20 },
+      upstreams: [{ name: 'docker.io', url: 'https://registry-1.docker.io', mirror: true, allow: ['library/*'], deny: ['library/evil'] }],
+    });
+    assert.deepEqual(c.tags.floating, ['latest', 'v*', '/^\\d+$/']);
+    assert.equal(c.tags.policy, 'warn');
+    assert.deepEqual(c.scopes, { hostSuffix: 'cache.example', allowed: ['ws1'], pinTtlMs: 8 * 3_600_000 });
+    assert.deepEqual(c.prefetch, { platforms: ['linux/amd64'], reserve: 20 });
+    assert.deepEqual(c.upstreams[0]?.allow, ['library/*']);
+    const d = buildConfig({});
+    assert.equal(d.tags.policy, 'pin');
+    assert.equal(d.scopes.pinTtlMs, 24 * 3_600_000);
+    assert.throws(
+      () => buildConfig({ tags: { floating: ['/(/'], policy: 'maybe' }, scopes: { allowed: ['Bad_Name'], pinTtl: 'soon' }, prefetch: { platforms: ['amd64'], reserve: -1 }, upstreams: [{ name: 'x.io', url: 'https://x.io', allow: 'library/*' }] }),
+      (err: Error & { problems?: string[] }) => {
+        const p = err.problems?.join('\n') ?? '';
+        for (const field of ['tags.floating[0]', 'tags.policy', 'scopes.allowed', 'scopes.pinTtl', 'prefetch.platforms', 'prefetch.reserve', 'upstreams[0].allow']) assert.ok(p.includes(field), `${field} in:\n${p}`);
+        return true;
+      },
+    );
+  });
+
+  it('floats the branch-like names and versions without a patch level by default', async () => {
+    const { Policy } = await import('../workshops/policy.ts');
+    const policy = new Policy(buildConfig({}));
+    for (const t of ['latest', 'main', 'master', 'develop', '1', '1.27', 'v2', '1.27-alpine', '3-slim']) assert.ok(policy.isFloating(t), `${t} floats`);
+    for (const t of ['1.27.3', 'v1.2.3', '1.27.3-alpine', 'sha-abc123', '2024-01-01', 'stable-20240101']) assert.ok(!policy.isFloating(t), `${t} is fixed`);
+  });
+
   it('freezes the result', () => {
     const c = buildConfig({});
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.upstreams) && Object.isFrozen(c.upstreams[0]));

@@ -147,6 +147,13 @@ describe('admin API', () => {
     await assert.rejects(run(process.execPath, [MAIN, 'admin', 'bogus']), (e: { code?: number }) => e.code === 2);
     assert.deepEqual(toRequest(['delete-tag', 'docker.io/library/web:1.0']), { method: 'DELETE', path: '/admin/v1/repositories/docker.io/library/web/tags/1.0' });
     assert.deepEqual(toRequest(['gc']), { method: 'POST', path: '/admin/v1/gc' });
+    assert.deepEqual(toRequest(['scopes']), { method: 'GET', path: '/admin/v1/scopes' });
+    assert.deepEqual(toRequest(['scopes', 'ws1']), { method: 'GET', path: '/admin/v1/scopes/ws1' });
+    assert.deepEqual(toRequest(['pin', 'ws1', 'nginx:latest', 'ghcr.io/org/app:main']), { method: 'POST', path: '/admin/v1/scopes/ws1/pins', body: { refs: ['nginx:latest', 'ghcr.io/org/app:main'] } });
+    assert.deepEqual(toRequest(['release', 'ws1']), { method: 'DELETE', path: '/admin/v1/scopes/ws1' });
+    assert.deepEqual(toRequest(['release', 'ws1', 'docker.io/library/nginx:latest']), { method: 'DELETE', path: '/admin/v1/scopes/ws1/pins/docker.io/library/nginx:latest' });
+    assert.throws(() => toRequest(['pin', 'ws1']), /at least one image reference/);
+    assert.throws(() => toRequest(['release', 'ws1', 'nginx']), /expected <upstream>\/<repo>:<tag>/);
     assert.throws(() => toRequest(['delete-tag', 'no-tag-here']));
   });
 });

@@ -48,6 +48,22 @@ describe('routing names to upstreams', () => {
     assert.equal(code(() => noMirror.route('GET', '/v2/evil.example/x/manifests/1')), 'NAME_UNKNOWN');
   });
 
+  it('takes a workshop scope from /v2/ws/<scope>/ or from <scope>.<hostSuffix>, the path first', () => {
+    const scoped = new Router([{ name: 'docker.io', mirror: true, aliases: [], implicitLibrary: true }], { hostSuffix: 'cache.example', allowed: ['ws1', 'ws2'] });
+    assert.deepEqual(scoped.route('GET', '/v2/ws/ws1/docker.io/library/nginx/manifests/latest'), { kind: 'manifest', upstream: 'docker.io', repo: 'library/nginx', clientName: 'docker.io/library/nginx', scope: 'ws1', reference: 'latest' });
+    assert.equal((scoped.route('GET', '/v2/ws/ws1/nginx/manifests/latest') as { repo: string }).repo, 'library/nginx', 'mirror-style names work under a scope too');
+    assert.equal((scoped.route('GET', '/v2/nginx/manifests/latest', 'ws2.cache.example:5000') as { scope?: string }).scope, 'ws2');
+    assert.equal((scoped.route('GET', '/v2/ws/ws1/nginx/manifests/latest', 'ws2.cache.example') as { scope?: string }).scope, 'ws1');
+    assert.equal((scoped.route('GET', '/v2/nginx/manifests/latest', 'cache.example') as { scope?: string }).scope, undefined, 'the bare suffix is the global scope');
+    assert.equal((scoped.route('GET', '/v2/nginx/manifests/latest', 'other.host') as { scope?: string }).scope, undefined);
+    assert.equal(code(() => scoped.route('GET', '/v2/ws/ws3/nginx/manifests/latest')), 'DENIED', 'not in scopes.allowed');
+    assert.equal(code(() => scoped.route('GET', '/v2/nginx/manifests/latest', 'ws3.cache.example')), 'DENIED');
+    assert.equal(code(() => router.route('GET', '/v2/ws/UPPER/nginx/manifests/latest')), 'NAME_INVALID');
+    assert.equal(code(() => router.route('GET', `/v2/ws/${'a'.repeat(64)}/nginx/manifests/latest`)), 'NAME_INVALID');
+    assert.equal(code(() => router.route('GET', '/v2/ws/-x/nginx/manifests/latest')), 'NAME_INVALID');
+    assert.equal((router.route('GET', '/v2/nginx/manifests/latest', 'ws1.cache.example') as { scope?: string }).scope, undefined, 'no hostSuffix configured: Host is ignored');
+  });
+
   it('routes tags/list with only n and last passed on', () => {
     assert.deepEqual(router.route('GET', '/v2/ghcr.io/org/app/tags/list?n=10&last=v1&evil=1'), { kind: 'tags', upstream: 'ghcr.io', repo: 'org/app', clientName: 'ghcr.io/org/app', query: 'n=10&last=v1' });
   });

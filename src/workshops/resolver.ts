@@ -3,6 +3,7 @@
 // HEAD so a new workshop starts on the current image); `warn` and `deny` policies apply to every
 // scope. Used by the manifest handler and by prefetch, so both pin the same way.
 import type { ManifestAnswer, ManifestCache } from '../cache/manifests.ts';
+import { SingleFlight } from '../cache/single-flight.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { isDigest } from '../oci/digest.ts';
@@ -25,6 +26,8 @@ export class ManifestResolver {
   private readonly policy: Policy;
   private readonly metrics: Metrics;
   private readonly log: Logger;
+  /** First resolutions of a tag in a scope, shared by the requests that arrive together. */
+  private readonly first = new SingleFlight<{ answer: ManifestAnswer; digest: string }>();
 
   constructor(deps: { manifests: ManifestCache; pins: Pins; policy: Policy; metrics: Metrics; logger: Logger }) {
     this.manifests = deps.manifests;
@@ -69,11 +72,19 @@ export class ManifestResolver {
       return { answer, result: 'pinned', pinned: true };
     }
     // First resolution in this scope: what the upstream says now (a HEAD, free on Docker Hub),
-    // not a global answer that may be up to tags.ttl old.
-    const answer = await this.manifests.get(upstream, repo, tag, method, { revalidate: true });
-    const pin = await this.pins.pin(scope, upstream.name, repo, tag, answer.digest);
-    if (pin.digest === answer.digest) return { answer, result: answer.source, pinned: true };
-    // Another request pinned a different digest first: that one holds.
-    return { answer: await this.manifests.get(upstream, repo, pin.digest, method), result: 'pinned', pinned: true };
+    // not a global answer that may be up to tags.ttl old. Sessions starting together share it:
+    // the check above and joining this flight happen in one tick, and the pin is in place before
+    // the flight ends, so no request can slip between them and resolve a second time.
+    const { promise, joined } = this.first.run(`${scope}\n${upstream.name}/${repo}:${tag}`, async () => {
+      const answer = await this.manifests.get(upstream, repo, tag, method, { revalidate: true });
+      const pin = await this.pins.pin(scope, upstream.name, repo, tag, answer.digest);
+      return { answer, digest: pin.digest };
+    });
+    const first = await promise;
+    if (first.digest === first.answer.digest && (!joined || method === 'HEAD' || first.answer.body)) {
+      return { answer: first.answer, result: joined ? 'pinned' : first.answer.source, pinned: true };
+    }
+    // A joiner that needs the body the first (HEAD) answer lacked, or a digest pinned elsewhere.
+    return { answer: await this.manifests.get(upstream, repo, first.digest, method), result: 'pinned', pinned: true };
   }
 }

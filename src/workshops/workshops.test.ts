@@ -153,6 +153,37 @@ describe('floating tags pinned per workshop scope (real upstream)', () => {
   });
 });
 
+describe('pins against the fake Docker Hub', () => {
+  it('20 sessions starting a scope at once share one upstream HEAD and one pin; an unused pin expires after pinTtl', async () => {
+    const hub = await FakeHub.start();
+    const rc = await startRegcache({ upstreams: [{ name: 'docker.io', url: hub.registryUrl, mirror: true }], scopes: { pinTtl: '1s' }, admin: { token: TOKEN } });
+    try {
+      const A = img(450);
+      const B = img(451);
+      hub.addImage('library/app', 'latest', A);
+      hub.addImage('library/app', 'next', B);
+      const digests = await Promise.all(Array.from({ length: 20 }, () => manifestDigest(rc, 'ws/ws1/docker.io/library/app/manifests/latest')));
+      assert.deepEqual(new Set(digests), new Set([A.manifest.digest]));
+      const heads = hub.requests.filter((r) => r.server === 'registry' && r.method === 'HEAD' && /\/manifests\/latest$/.test(r.path) && r.authorization !== undefined);
+      assert.equal(heads.length, 1, 'one revalidation for 20 sessions (not counting the 401 that starts the token dance)');
+      assert.equal(hub.limit - hub.remaining, 1, 'one pull charged (the GET by digest)');
+      assert.equal((await admin(rc, 'GET', 'scopes/ws1')).json.pins.length, 1);
+
+      hub.setTag('library/app', 'latest', B.manifest.digest);
+      for (let i = 0; i < 3; i++) {
+        // Used every 400 ms: the sliding expiry keeps the pin alive past its 1 s TTL.
+        await new Promise((r) => setTimeout(r, 400));
+        assert.equal(await manifestDigest(rc, 'ws/ws1/docker.io/library/app/manifests/latest'), A.manifest.digest);
+      }
+      await new Promise((r) => setTimeout(r, 1_200)); // unused for longer than pinTtl
+      assert.equal(await manifestDigest(rc, 'ws/ws1/docker.io/library/app/manifests/latest'), B.manifest.digest, 'expired: the scope moves on');
+    } finally {
+      await rc.stop({ wipe: true });
+      await hub.stop();
+    }
+  });
+});
+
 describe('pinned images are protected from eviction', () => {
   let scratch: string;
   let upstream: RegistryProcess;
