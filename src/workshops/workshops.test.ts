@@ -7,8 +7,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { request } from 'undici';
+import { runPrefetch } from '../cli/prefetch.ts';
 import { FakeHub } from '../testing/fake-registry.ts';
 import { image, layer, multiArch, sha256, type Image } from '../testing/fixtures.ts';
 import { errorCode, fetchAll, startRegcache, type Harness } from '../testing/harness.ts';
@@ -370,6 +372,26 @@ describe('prefetch', () => {
     } finally {
       await rc.stop({ wipe: true });
       await upstream.stop();
+    }
+  });
+
+  it('draws a progress bar and a one-line summary on a terminal', async () => {
+    const hub = await FakeHub.start();
+    const rc = await startRegcache({ upstreams: [{ name: 'docker.io', url: hub.registryUrl, mirror: true }], admin: { token: TOKEN } });
+    try {
+      hub.addImage('library/web', 'latest', img(460, 300 * 1024));
+      hub.addImage('library/db', '16.4.1', img(461, 200 * 1024));
+      let text = '';
+      const tty = Object.assign(new Writable({ write: (c: Buffer, _e, cb) => ((text += c.toString()), cb()) }), { isTTY: true }) as unknown as NodeJS.WriteStream;
+      const code = await runPrefetch(['--scope', 'ws1', '--url', rc.url, '--token', TOKEN, 'web:latest', 'db:16.4.1'], {}, tty);
+      assert.equal(code, 0);
+      assert.match(text, /web:latest → sha256:[0-9a-f]{12} \(pinned\)/);
+      assert.match(text, /\[#{30}\] 100% /);
+      assert.match(text, /2 image\(s\) ready, 0 failed: 0\.5 MiB in 4 blobs, 0\.5 MiB fetched from upstream/);
+      assert.doesNotMatch(text, /^\{/m, 'no JSON lines on a terminal');
+    } finally {
+      await rc.stop({ wipe: true });
+      await hub.stop();
     }
   });
 
