@@ -1,7 +1,7 @@
 // Composition root: config → logger → metrics → stores → upstreams → router → HTTP server.
 import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { BlobCache } from './cache/blobs.ts';
 import { FsBlobStore } from './cache/blob-store.ts';
 import { ManifestCache } from './cache/manifests.ts';
@@ -30,6 +30,8 @@ export interface App {
   readonly store: FsBlobStore;
   readonly index: StorageIndex;
   readonly pins: Pins;
+  /** The metrics listener's address, when metrics.listen is set and listening. */
+  metricsAddress(): AddressInfo | undefined;
   /** Listens on config.listen (or the given port, 0 = any) and returns the bound address. */
   listen(port?: number): Promise<AddressInfo>;
   /** Stops accepting, lets requests and downloads finish within the grace period, then closes. */
@@ -54,12 +56,15 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
   const policy = new Policy(config);
   const resolver = new ManifestResolver({ manifests, pins, policy, metrics, logger: log });
   const ctx: HandlerContext = { blobs, manifests, resolver, policy, upstreams, metrics, log };
-  const state: ServerState = { ready: false };
+  const state: ServerState = { ready: false, check: readinessCheck(store, metadata), metricsElsewhere: config.metrics.listen !== undefined };
   const maintenance = new Maintenance({ metadata, index, store, manifests, logger: log });
   const router = new Router(config.upstreams, config.scopes);
   const prefetcher = new Prefetcher({ router, upstreams, resolver, manifests, blobs, policy, platforms: config.prefetch.platforms, reserve: config.prefetch.reserve, logger: log });
   const admin = new AdminApi(config.admin.token, maintenance, { pins, prefetcher, resolver, upstreams });
   const server = createHttpServer(ctx, router, state, admin);
+
+  for (const u of upstreams.values()) u.startHeadroomProbe();
+  let metricsServer: Server | undefined;
 
   return {
     config,
@@ -70,6 +75,7 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
     store,
     index,
     pins,
+    metricsAddress: () => (metricsServer?.address() ?? undefined) as AddressInfo | undefined,
     async listen(port?: number): Promise<AddressInfo> {
       const i = config.listen.lastIndexOf(':');
       const host = config.listen.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0';
@@ -80,6 +86,18 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
           resolve();
         });
       });
+      if (config.metrics.listen !== undefined) {
+        // A separate port for scrapes, so /metrics need not be reachable where clients pull.
+        const m = config.metrics.listen.lastIndexOf(':');
+        metricsServer = createServer((req, res) => {
+          if (req.url?.split('?')[0] !== '/metrics') return void res.writeHead(404).end();
+          void metrics.registry.metrics().then((text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text));
+        });
+        await new Promise<void>((resolve, reject) => {
+          metricsServer!.once('error', reject);
+          metricsServer!.listen(port === 0 ? 0 : Number(config.metrics.listen!.slice(m + 1)), config.metrics.listen!.slice(0, m).replace(/^\[|\]$/g, '') || '0.0.0.0', () => resolve());
+        });
+      }
       state.ready = true;
       return server.address() as AddressInfo;
     },
@@ -90,11 +108,35 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
       const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs).unref());
       await Promise.race([Promise.all([closed, blobs.drain()]), grace]);
       server.closeAllConnections();
+      metricsServer?.close();
       await Promise.allSettled([...upstreams.values()].map((u) => u.close()));
       await outside.close().catch(() => undefined);
       pins.close();
       await index.close().catch(() => undefined);
       await metadata.close().catch(() => undefined);
     },
+  };
+}
+
+/** Readiness: the store takes writes and the metadata answers; checked at most every 2 s. */
+function readinessCheck(store: FsBlobStore, metadata: Metadata): () => Promise<string | undefined> {
+  let last: { at: number; problem: string | undefined } | undefined;
+  return async () => {
+    if (last && Date.now() - last.at < 2_000) return last.problem;
+    let problem: string | undefined;
+    try {
+      await store.checkWritable();
+    } catch (err) {
+      problem = `storage not writable: ${(err as Error).message}`;
+    }
+    if (!problem) {
+      try {
+        await metadata.ping();
+      } catch (err) {
+        problem = `metadata store unavailable: ${(err as Error).message}`;
+      }
+    }
+    last = { at: Date.now(), problem };
+    return problem;
   };
 }

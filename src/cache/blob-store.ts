@@ -60,6 +60,13 @@ export class FsBlobStore implements BlobStore {
     return join(this.blobsDir, digest.algorithm, digest.hex.slice(0, 2), digest.hex);
   }
 
+  /** Throws unless a file can be created and removed under tmp/ (readiness: disk present and writable). */
+  async checkWritable(): Promise<void> {
+    const probe = join(this.tmpDir, `.ready-${randomUUID()}`);
+    await writeFile(probe, 'ok');
+    await unlink(probe);
+  }
+
   async createTemp(): Promise<TempFile> {
     const path = join(this.tmpDir, randomUUID());
     // w+: the download writes while joined clients read the same bytes back.

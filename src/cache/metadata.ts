@@ -153,6 +153,11 @@ export class Metadata {
     }
   }
 
+  /** Throws when the store cannot answer (closed, locked, disk gone): readiness. */
+  async ping(): Promise<void> {
+    await this.keyv.get('ping');
+  }
+
   async close(): Promise<void> {
     await this.keyv.disconnect();
   }

@@ -50,7 +50,7 @@ export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): C
   const env: Env = Object.fromEntries(Object.entries(envIn).filter(([, v]) => v !== undefined && v !== ''));
   const problems: string[] = [];
   const doc = asRecord(raw, '(root)', problems) ?? {};
-  known(doc, '', ['listen', 'storage', 'upstreams', 'tags', 'scopes', 'prefetch', 'limits', 'log', 'admin', 'shutdownTimeout'], problems);
+  known(doc, '', ['listen', 'storage', 'upstreams', 'tags', 'scopes', 'prefetch', 'limits', 'metrics', 'log', 'admin', 'shutdownTimeout'], problems);
 
   const listen = str(env['REGCACHE_LISTEN'] ?? doc['listen'], 'listen', problems) ?? DEFAULTS.listen;
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$/.test(listen) || Number(listen.split(':').pop()) > 65535) {
@@ -102,6 +102,11 @@ export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): C
   known(limits, 'limits.', ['maxManifestSize'], problems);
   const maxManifestBytes = size(limits['maxManifestSize'], 'limits.maxManifestSize', problems) ?? DEFAULTS.limits.maxManifestBytes;
 
+  const metricsDoc = asRecord(doc['metrics'] ?? {}, 'metrics', problems) ?? {};
+  known(metricsDoc, 'metrics.', ['listen'], problems);
+  const metricsListen = str(env['REGCACHE_METRICS_LISTEN'] ?? metricsDoc['listen'], 'metrics.listen', problems);
+  if (metricsListen !== undefined && !/^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$/.test(metricsListen)) problems.push(`metrics.listen: expected host:port, got ${JSON.stringify(metricsListen)}`);
+
   const log = asRecord(doc['log'] ?? {}, 'log', problems) ?? {};
   known(log, 'log.', ['level'], problems);
   const levelRaw = str(env['REGCACHE_LOG_LEVEL'] ?? log['level'], 'log.level', problems) ?? DEFAULTS.log.level;
@@ -144,6 +149,7 @@ export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): C
     scopes: { hostSuffix, allowed, pinTtlMs },
     prefetch: { platforms, reserve: typeof reserve === 'number' ? reserve : DEFAULTS.prefetch.reserve },
     limits: { maxManifestBytes },
+    metrics: { listen: metricsListen },
     log: { level: level ?? 'info' },
     admin: { token: adminToken },
     shutdownTimeoutMs,
@@ -154,7 +160,7 @@ function upstream(raw: unknown, i: number, problems: string[]): UpstreamConfig |
   const at = `upstreams[${i}]`;
   const u = asRecord(raw, at, problems);
   if (!u) return undefined;
-  known(u, `${at}.`, ['name', 'url', 'mirror', 'implicitLibrary', 'aliases', 'username', 'password', 'timeout', 'idleTimeout', 'connections', 'allow', 'deny'], problems);
+  known(u, `${at}.`, ['name', 'url', 'mirror', 'implicitLibrary', 'aliases', 'username', 'password', 'timeout', 'idleTimeout', 'connections', 'allow', 'deny', 'headroomProbe', 'headroomProbeRepository'], problems);
   const name = str(u['name'], `${at}.name`, problems);
   const url = str(u['url'], `${at}.url`, problems);
   if (name === undefined) problems.push(`${at}.name: required`);
@@ -187,12 +193,16 @@ function upstream(raw: unknown, i: number, problems: string[]): UpstreamConfig |
   const implicitLibrary = bool(u['implicitLibrary'], `${at}.implicitLibrary`, problems) ?? isHub;
   const timeoutMs = duration(u['timeout'], `${at}.timeout`, problems) ?? UPSTREAM_DEFAULTS.timeoutMs;
   const idleTimeoutMs = duration(u['idleTimeout'], `${at}.idleTimeout`, problems) ?? UPSTREAM_DEFAULTS.idleTimeoutMs;
+  const headroomProbeMs = duration(u['headroomProbe'], `${at}.headroomProbe`, problems);
+  const headroomProbeRepository = str(u['headroomProbeRepository'], `${at}.headroomProbeRepository`, problems) ?? UPSTREAM_DEFAULTS.headroomProbeRepository;
   const allow = patterns(u['allow'], `${at}.allow`, repositoryPattern, problems) ?? [];
   const deny = patterns(u['deny'], `${at}.deny`, repositoryPattern, problems) ?? [];
   if (name === undefined || origin === undefined) return undefined;
   return {
     allow,
     deny,
+    headroomProbeMs,
+    headroomProbeRepository,
     name,
     url: origin.origin,
     mirror,

@@ -23,6 +23,12 @@ export interface UpstreamConfig {
   readonly allow: readonly string[];
   /** Repository patterns refused (checked before `allow`). */
   readonly deny: readonly string[];
+  /**
+   * Every this often, HEAD `headroomProbeRepository:latest` to refresh the rate-limit gauges
+   * (a HEAD costs no pull on Docker Hub); undefined = off.
+   */
+  readonly headroomProbeMs: number | undefined;
+  readonly headroomProbeRepository: string;
 }
 
 /** What a request for a floating tag gets. */
@@ -68,6 +74,10 @@ export interface Config {
     /** Largest manifest accepted from an upstream. */
     readonly maxManifestBytes: number;
   };
+  readonly metrics: {
+    /** A separate host:port for /metrics (then the main port does not serve it); undefined = main port. */
+    readonly listen: string | undefined;
+  };
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   };
@@ -88,6 +98,8 @@ export const UPSTREAM_DEFAULTS = {
   connections: 16,
   allow: [],
   deny: [],
+  headroomProbeMs: undefined,
+  headroomProbeRepository: 'ratelimitpreview/test',
 } as const;
 
 /** Floating by default: the branch-like names, and versions without a patch level (`1`, `1.27`, `v2`, `1.27-alpine`). */
@@ -110,6 +122,7 @@ export const DEFAULTS: Config = {
   scopes: { hostSuffix: undefined, allowed: undefined, pinTtlMs: 24 * 3_600_000 },
   prefetch: { platforms: ['linux/amd64', 'linux/arm64'], reserve: 10 },
   limits: { maxManifestBytes: 4 * 2 ** 20 },
+  metrics: { listen: undefined },
   log: { level: 'info' },
   admin: { token: undefined },
   shutdownTimeoutMs: 25_000,

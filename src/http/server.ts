@@ -20,6 +20,10 @@ const SOCKET_BUFFER = 1 << 20;
 
 export interface ServerState {
   ready: boolean;
+  /** Why the daemon cannot serve (store not writable, metadata closed); undefined when it can. */
+  check?: () => Promise<string | undefined>;
+  /** /metrics is served on its own listener (metrics.listen), not here. */
+  metricsElsewhere?: boolean;
 }
 
 export function createHttpServer(ctx: HandlerContext, router: Router, state: ServerState, admin: AdminApi): Server {
@@ -43,6 +47,7 @@ export function createHttpServer(ctx: HandlerContext, router: Router, state: Ser
 
 async function handle(ctx: HandlerContext, router: Router, state: ServerState, admin: AdminApi, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const started = performance.now();
+  const written = req.socket.bytesWritten;
   const method = req.method ?? 'GET';
   const note: RequestNote = {};
   let route: Route | undefined;
@@ -58,10 +63,13 @@ async function handle(ctx: HandlerContext, router: Router, state: ServerState, a
       case 'health':
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
         return;
-      case 'ready':
-        res.writeHead(state.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(state.ready ? 'ready\n' : 'shutting down\n');
+      case 'ready': {
+        const problem = state.ready ? await state.check?.() : 'shutting down';
+        res.writeHead(problem ? 503 : 200, { 'content-type': 'text/plain' }).end(problem ? `${problem}\n` : 'ready\n');
         return;
+      }
       case 'metrics': {
+        if (state.metricsElsewhere) throw new OciError('NOT_FOUND', 'metrics are served on metrics.listen');
         const text = await ctx.metrics.registry.metrics();
         res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType }).end(text);
         return;
@@ -98,6 +106,7 @@ async function handle(ctx: HandlerContext, router: Router, state: ServerState, a
         scope: route.scope,
         result: note.result,
         digest: note.digest,
+        bytes: req.socket.bytesWritten - written, // on the wire, headers included
         error: note.error,
         ms: Math.round((performance.now() - started) * 10) / 10,
         ua: req.headers['user-agent'],

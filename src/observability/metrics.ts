@@ -123,7 +123,12 @@ export class Metrics {
   });
 
   constructor(opts: { upstreams: readonly string[]; defaultMetrics?: boolean }) {
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (opts.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client's gauges with a counter's `_total` suffix fail `promtool check metrics`; the
+      // per-type `nodejs_active_handles` / `_requests` / `_resources` gauges carry the same numbers.
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+    }
     // Pre-initialise bounded label sets so rates start at 0 instead of appearing on first use.
     for (const upstream of opts.upstreams) {
       for (const kind of ['manifest', 'blob', 'tags'] as const) {
@@ -131,8 +136,10 @@ export class Metrics {
       }
       for (const source of ['cache', 'upstream'] as const) this.servedBytes.labels(upstream, source).inc(0);
       this.throttled.labels(upstream).inc(0);
+      for (const kind of ['blob', 'manifest'] as const) this.verifyFailures.labels(upstream, kind).inc(0);
     }
     for (const kind of ['blob', 'manifest'] as const) this.evictions.labels(kind).inc(0);
+    for (const reason of ['quota', 'disk-full'] as const) this.passThrough.labels(reason).inc(0);
     for (const policy of ['pin', 'allow', 'warn', 'deny'] as const) this.floatingTags.labels(policy).inc(0);
   }
 }

@@ -20,7 +20,7 @@ export interface Harness {
   stop(opts?: { wipe?: boolean }): Promise<void>;
 }
 
-export async function startRegcache(config: Record<string, unknown>, opts: { root?: string } = {}): Promise<Harness> {
+export async function startRegcache(config: Record<string, unknown>, opts: { root?: string; defaultMetrics?: boolean } = {}): Promise<Harness> {
   const root = opts.root ?? (await mkdtemp(join(tmpdir(), 'regcache-test-')));
   const lines: string[] = [];
   const logs: Array<Record<string, unknown>> = [];
@@ -36,7 +36,7 @@ export async function startRegcache(config: Record<string, unknown>, opts: { roo
   });
   const storage = { ...((config['storage'] as Record<string, unknown> | undefined) ?? {}), root };
   const cfg = buildConfig({ listen: '127.0.0.1:0', log: { level: 'debug' }, shutdownTimeout: '5s', ...config, storage });
-  const app = await createApp(cfg, { logger: createLogger(cfg.log.level, sink), defaultMetrics: false });
+  const app = await createApp(cfg, { logger: createLogger(cfg.log.level, sink), defaultMetrics: opts.defaultMetrics ?? false });
   const { port } = await app.listen(0);
   return {
     app,

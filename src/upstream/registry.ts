@@ -27,6 +27,7 @@ export class UpstreamRegistry {
   private readonly auth: UpstreamAuth;
   private readonly metrics: Metrics;
   private readonly log: Logger;
+  private probe: NodeJS.Timeout | undefined;
 
   constructor(config: UpstreamConfig, deps: { outside: Dispatcher; metrics: Metrics; logger: Logger }) {
     this.name = config.name;
@@ -45,6 +46,27 @@ export class UpstreamRegistry {
       ? { username: config.username, password: config.password }
       : undefined;
     this.auth = new UpstreamAuth({ upstream: config.name, credentials, dispatcher: this.outside, logger: this.log, timeoutMs: config.timeoutMs });
+  }
+
+  /**
+   * Refreshes the rate-limit gauges every `headroomProbe` with a HEAD of the upstream's preview
+   * manifest (Docker Hub: ratelimitpreview/test), which reports the budget without spending it.
+   */
+  startHeadroomProbe(): void {
+    const every = this.config.headroomProbeMs;
+    if (every === undefined || this.probe) return;
+    const probe = async (): Promise<void> => {
+      try {
+        const res = await this.manifest('HEAD', this.config.headroomProbeRepository, 'latest');
+        await res.body.dump();
+        this.log.debug({ remaining: this.rateLimit.remaining, limit: this.rateLimit.limit }, 'headroom probe');
+      } catch (err) {
+        this.log.debug({ err: String(err) }, 'headroom probe failed');
+      }
+    };
+    void probe();
+    this.probe = setInterval(() => void probe(), every);
+    this.probe.unref();
   }
 
   /** The repository name at the upstream: Docker Hub's implicit `library/` for one-component names. */
@@ -80,6 +102,7 @@ export class UpstreamRegistry {
   }
 
   async close(): Promise<void> {
+    if (this.probe) clearInterval(this.probe);
     await this.pool.close();
   }
 
@@ -138,7 +161,9 @@ export class UpstreamRegistry {
       this.log.warn({ kind, method, err: describe(err) }, 'upstream request failed');
       throw networkError(this.name, err);
     }
-    this.metrics.upstreamDuration.labels(this.name, kind).observe((performance.now() - started) / 1000);
+    const seconds = (performance.now() - started) / 1000;
+    this.metrics.upstreamDuration.labels(this.name, kind).observe(seconds);
+    this.log.debug({ kind, method, status: res.statusCode, ms: Math.round(seconds * 10_000) / 10 }, 'upstream request');
     this.metrics.upstreamRequests.labels(this.name, method, String(res.statusCode)).inc();
     if (res.statusCode === 429) this.metrics.throttled.labels(this.name).inc();
     if (recordRateLimit(this.rateLimit, res.headers)) {
