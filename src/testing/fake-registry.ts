@@ -49,6 +49,12 @@ export class FakeHub {
   /** When set, the token server requires these Basic credentials. */
   credentials: { username: string; password: string } | undefined;
   tokenServerDown = false;
+  /** While set, every connection to the registry, token and CDN hosts is dropped (an outage). */
+  unreachable = false;
+  /** Manifest GETs answered 200: what Docker Hub charges as pulls. */
+  pullsCharged = 0;
+  /** Blob body bytes sent by the CDN. */
+  blobBytesSent = 0;
   /** Issued tokens and their expiry (unix ms). */
   private readonly tokens = new Map<string, number>();
   private readonly blobs = new Map<string, Buffer>();
@@ -139,6 +145,10 @@ export class FakeHub {
   }
 
   private onToken(req: IncomingMessage, res: ServerResponse): void {
+    if (this.unreachable) {
+      req.socket.destroy();
+      return;
+    }
     this.requests.push({ server: 'token', method: req.method ?? '', path: req.url ?? '', authorization: req.headers.authorization });
     if (this.tokenServerDown) {
       res.writeHead(503).end('down');
@@ -157,6 +167,10 @@ export class FakeHub {
   }
 
   private onCdn(req: IncomingMessage, res: ServerResponse): void {
+    if (this.unreachable) {
+      req.socket.destroy();
+      return;
+    }
     this.requests.push({ server: 'cdn', method: req.method ?? '', path: req.url ?? '', authorization: req.headers.authorization });
     if (req.headers.authorization) {
       // What presigned S3/R2 URLs answer when a client forwards registry credentials.
@@ -173,6 +187,10 @@ export class FakeHub {
   }
 
   private onRegistry(req: IncomingMessage, res: ServerResponse): void {
+    if (this.unreachable) {
+      req.socket.destroy();
+      return;
+    }
     const method = req.method ?? 'GET';
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     this.requests.push({ server: 'registry', method, path, authorization: req.headers.authorization });
@@ -224,6 +242,7 @@ export class FakeHub {
       return;
     }
     if (method === 'GET') {
+      this.pullsCharged++;
       this.remaining--;
       if (this.rateLimitHeaders) rateHeaders['ratelimit-remaining'] = `${Math.max(0, this.remaining)};w=${this.windowSeconds}`;
     }
@@ -273,6 +292,7 @@ export class FakeHub {
       }
       const end = Math.min(off + chunk, stop, pause);
       const ok = res.write(data.subarray(off, end));
+      this.blobBytesSent += end - off;
       off = end;
       if (!ok) await new Promise((r) => res.once('drain', r));
       if (res.destroyed) return;
