@@ -11,6 +11,8 @@ import type { Config } from './config/schema.ts';
 import type { HandlerContext } from './handlers/context.ts';
 import { Maintenance } from './cache/maintenance.ts';
 import { AdminApi } from './http/admin.ts';
+import { ClientAuth } from './http/client-auth.ts';
+import { ConfigError } from './config/load.ts';
 import { Router } from './http/router.ts';
 import { createHttpServer, type ServerState } from './http/server.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
@@ -61,7 +63,15 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
   const router = new Router(config.upstreams, config.scopes);
   const prefetcher = new Prefetcher({ router, upstreams, resolver, manifests, blobs, policy, platforms: config.prefetch.platforms, reserve: config.prefetch.reserve, logger: log });
   const admin = new AdminApi(config.admin.token, maintenance, { pins, prefetcher, resolver, upstreams });
-  const server = createHttpServer(ctx, router, state, admin);
+  let auth: ClientAuth | undefined;
+  if (ClientAuth.enabled(config.auth)) {
+    try {
+      auth = new ClientAuth({ ...config.auth, metrics, logger: log });
+    } catch (err) {
+      throw new ConfigError([`auth.htpasswd: ${(err as Error).message}`], config.auth.htpasswd ?? 'auth');
+    }
+  }
+  const server = createHttpServer(ctx, router, state, admin, auth);
 
   for (const u of upstreams.values()) u.startHeadroomProbe();
   let metricsServer: Server | undefined;

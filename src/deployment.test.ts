@@ -108,7 +108,7 @@ describe('deploy/kubernetes manifests', () => {
     assert.equal(deploy['spec'].replicas, 1);
 
     assert.equal(c.envFrom[0].secretRef.name, get('Secret').metadata.name);
-    for (const k of Object.keys(get('Secret')['stringData'])) assert.match(k, /^REGCACHE_(UPSTREAM_[A-Z0-9_]+_(USERNAME|PASSWORD)|ADMIN_TOKEN)$/, `${k} is a variable the daemon reads`);
+    for (const k of Object.keys(get('Secret')['stringData'])) assert.match(k, /^REGCACHE_(UPSTREAM_[A-Z0-9_]+_(USERNAME|PASSWORD)|ADMIN_TOKEN|AUTH_TOKENS)$/, `${k} is a variable the daemon reads`);
     assert.doesNotMatch(yaml, /^\s*(username|password|token):/m, 'no credentials in the ConfigMap');
 
     assert.ok(pod.terminationGracePeriodSeconds * 1000 > config.shutdownTimeoutMs, 'the grace period outlasts the drain');

@@ -30,7 +30,17 @@ try {
   throw err;
 }
 
-const app = await createApp(config);
+let app;
+try {
+  app = await createApp(config);
+} catch (err) {
+  // Problems only found while building the app (an unreadable or invalid htpasswd file).
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
 const address = await app.listen();
 app.log.info({
   listen: `${address.address}:${address.port}`,

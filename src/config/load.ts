@@ -50,7 +50,7 @@ export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): C
   const env: Env = Object.fromEntries(Object.entries(envIn).filter(([, v]) => v !== undefined && v !== ''));
   const problems: string[] = [];
   const doc = asRecord(raw, '(root)', problems) ?? {};
-  known(doc, '', ['listen', 'storage', 'upstreams', 'tags', 'scopes', 'prefetch', 'limits', 'metrics', 'log', 'admin', 'shutdownTimeout'], problems);
+  known(doc, '', ['listen', 'storage', 'upstreams', 'tags', 'scopes', 'prefetch', 'limits', 'metrics', 'log', 'auth', 'admin', 'shutdownTimeout'], problems);
 
   const listen = str(env['REGCACHE_LISTEN'] ?? doc['listen'], 'listen', problems) ?? DEFAULTS.listen;
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$/.test(listen) || Number(listen.split(':').pop()) > 65535) {
@@ -113,6 +113,19 @@ export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): C
   const level = LOG_LEVELS.find((l) => l === levelRaw);
   if (!level) problems.push(`log.level: expected one of ${LOG_LEVELS.join('|')}, got ${JSON.stringify(levelRaw)}`);
 
+  const authDoc = asRecord(doc['auth'] ?? {}, 'auth', problems) ?? {};
+  known(authDoc, 'auth.', ['htpasswd', 'tokens', 'realm'], problems);
+  const htpasswd = str(env['REGCACHE_AUTH_HTPASSWD'] ?? authDoc['htpasswd'], 'auth.htpasswd', problems);
+  let tokens: string[] = [];
+  const rawTokens = env['REGCACHE_AUTH_TOKENS'] !== undefined ? env['REGCACHE_AUTH_TOKENS'].split(',').map((t) => t.trim()).filter(Boolean) : authDoc['tokens'];
+  if (rawTokens !== undefined) {
+    if (!Array.isArray(rawTokens) || !rawTokens.every((t) => typeof t === 'string')) problems.push('auth.tokens: expected a list of tokens');
+    else if (rawTokens.some((t) => t.length < 16)) problems.push('auth.tokens: use at least 16 characters per token');
+    else tokens = rawTokens;
+  }
+  const realm = str(authDoc['realm'], 'auth.realm', problems) ?? DEFAULTS.auth.realm;
+  if (/["\\\r\n]/.test(realm)) problems.push('auth.realm: no quotes, backslashes or line breaks');
+
   const admin = asRecord(doc['admin'] ?? {}, 'admin', problems) ?? {};
   known(admin, 'admin.', ['token'], problems);
   const adminToken = str(env['REGCACHE_ADMIN_TOKEN'] ?? admin['token'], 'admin.token', problems);
@@ -151,6 +164,7 @@ export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): C
     limits: { maxManifestBytes },
     metrics: { listen: metricsListen },
     log: { level: level ?? 'info' },
+    auth: { htpasswd, tokens, realm },
     admin: { token: adminToken },
     shutdownTimeoutMs,
   });

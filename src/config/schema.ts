@@ -81,6 +81,14 @@ export interface Config {
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   };
+  readonly auth: {
+    /** htpasswd file with bcrypt entries (as distribution uses): clients must send Basic credentials. */
+    readonly htpasswd: string | undefined;
+    /** Read-only tokens (CI clients): `Authorization: Bearer <t>`, or Basic with the token as password. */
+    readonly tokens: readonly string[];
+    /** Realm in `WWW-Authenticate: Basic realm="…"`. */
+    readonly realm: string;
+  };
   readonly admin: {
     /** Bearer token for /admin/v1/; undefined = the admin API is disabled. */
     readonly token: string | undefined;
@@ -124,6 +132,7 @@ export const DEFAULTS: Config = {
   limits: { maxManifestBytes: 4 * 2 ** 20 },
   metrics: { listen: undefined },
   log: { level: 'info' },
+  auth: { htpasswd: undefined, tokens: [], realm: 'regcache' },
   admin: { token: undefined },
   shutdownTimeoutMs: 25_000,
 };

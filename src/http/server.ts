@@ -9,6 +9,7 @@ import { handleTags } from '../handlers/tags.ts';
 import { OciError, toOciError } from '../oci/errors.ts';
 import type { RequestKind, RequestResult } from '../observability/metrics.ts';
 import type { AdminApi } from './admin.ts';
+import type { ClientAuth } from './client-auth.ts';
 import { API_VERSION_HEADER, sendError } from './respond.ts';
 import type { Route, Router } from './router.ts';
 
@@ -26,9 +27,9 @@ export interface ServerState {
   metricsElsewhere?: boolean;
 }
 
-export function createHttpServer(ctx: HandlerContext, router: Router, state: ServerState, admin: AdminApi): Server {
+export function createHttpServer(ctx: HandlerContext, router: Router, state: ServerState, admin: AdminApi, auth?: ClientAuth): Server {
   const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 16 * 1024, highWaterMark: SOCKET_BUFFER }, (req, res) => {
-    void handle(ctx, router, state, admin, req, res);
+    void handle(ctx, router, state, admin, auth, req, res);
   });
   server.keepAliveTimeout = 65_000;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
@@ -45,13 +46,15 @@ export function createHttpServer(ctx: HandlerContext, router: Router, state: Ser
   return server;
 }
 
-async function handle(ctx: HandlerContext, router: Router, state: ServerState, admin: AdminApi, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(ctx: HandlerContext, router: Router, state: ServerState, admin: AdminApi, auth: ClientAuth | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const started = performance.now();
   const written = req.socket.bytesWritten;
   const method = req.method ?? 'GET';
   const note: RequestNote = {};
   let route: Route | undefined;
   try {
+    // Registry paths need credentials when auth is configured, before anything about them is revealed.
+    if (auth && (req.url === '/v2' || req.url?.startsWith('/v2/'))) await auth.check(req.headers.authorization, req.socket.remoteAddress);
     route = router.route(method, req.url ?? '/', req.headers.host);
     // Allow/deny lists are checked before anything else, cached or not: policy is policy.
     if (route.kind === 'manifest' || route.kind === 'blob' || route.kind === 'tags') ctx.policy.checkRepository(route.upstream, route.repo);

@@ -105,6 +105,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly authFailures = new Counter({
+    name: 'regcache_auth_failures_total',
+    help: 'Client requests refused for wrong or malformed credentials (missing ones are the normal first step and not counted).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly pins = new Gauge({
     name: 'regcache_pins',
     help: 'Live pins (floating tags held at one digest in a scope), over all scopes.',
@@ -140,6 +146,7 @@ export class Metrics {
     }
     for (const kind of ['blob', 'manifest'] as const) this.evictions.labels(kind).inc(0);
     for (const reason of ['quota', 'disk-full'] as const) this.passThrough.labels(reason).inc(0);
+    for (const reason of ['bad-credentials', 'malformed'] as const) this.authFailures.labels(reason).inc(0);
     for (const policy of ['pin', 'allow', 'warn', 'deny'] as const) this.floatingTags.labels(policy).inc(0);
   }
 }
