@@ -1,5 +1,6 @@
 // Upstream authentication: answers Bearer/Basic challenges and caches tokens per (realm, service, scope).
 import type { Dispatcher } from 'undici';
+import { isBlockedAddress } from './blocked-addresses.ts';
 import type { Logger } from '../observability/logger.ts';
 import { OciError } from '../oci/errors.ts';
 import { UpstreamError } from './errors.ts';
@@ -107,6 +108,10 @@ export class UpstreamAuth {
       return undefined;
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
+    if (isBlockedAddress(url.hostname)) {
+      this.log.warn({ upstream: this.upstream, realm: url.hostname }, 'token realm points at a link-local or metadata address: refused');
+      return undefined;
+    }
     if (service) url.searchParams.set('service', service);
     if (scope) url.searchParams.set('scope', scope);
     const headers: Record<string, string> = { 'user-agent': 'regcache' };

@@ -1,6 +1,5 @@
 // One configured upstream registry: its undici pool, name mapping, auth, redirects and rate-limit state.
 import { Agent, Pool, type Dispatcher } from 'undici';
-import { isIP } from 'node:net';
 import type { UpstreamConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -8,6 +7,7 @@ import { OciError } from '../oci/errors.ts';
 import { UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.ts';
 import { UpstreamAuth } from './auth.ts';
 import { UpstreamError, networkError, statusError } from './errors.ts';
+import { isBlockedAddress } from './blocked-addresses.ts';
 import { recordRateLimit, type RateLimitState } from './rate-limit.ts';
 
 export type UpstreamKind = 'manifest' | 'blob' | 'tags';
@@ -191,8 +191,7 @@ export class UpstreamRegistry {
       throw this.invalid('redirect to an invalid URL');
     }
     if (target.protocol !== 'http:' && target.protocol !== 'https:') throw this.invalid(`redirect to a ${target.protocol} URL`);
-    const host = target.hostname.replace(/^\[|\]$/g, '');
-    if (isIP(host) && isLinkLocal(host)) throw this.invalid('redirect to a link-local address');
+    if (isBlockedAddress(target.hostname)) throw this.invalid('redirect to a link-local or metadata address');
     return target;
   }
 
@@ -213,10 +212,6 @@ export function header(headers: Record<string, string | string[] | undefined>, n
 
 function isRedirect(status: number): boolean {
   return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
-}
-
-function isLinkLocal(ip: string): boolean {
-  return ip.startsWith('169.254.') || /^fe[89ab]/i.test(ip) || ip === '0.0.0.0' || ip === '::';
 }
 
 async function readCapped(body: Dispatcher.ResponseData['body'], max: number): Promise<string> {
