@@ -71,7 +71,7 @@ export async function createApp(config: Config, opts: { logger?: Logger; default
       throw new ConfigError([`auth.htpasswd: ${(err as Error).message}`], config.auth.htpasswd ?? 'auth');
     }
   }
-  const server = createHttpServer(ctx, router, state, admin, auth);
+  const server = createHttpServer(ctx, router, state, admin, auth, config.limits);
 
   for (const u of upstreams.values()) u.startHeadroomProbe();
   let metricsServer: Server | undefined;

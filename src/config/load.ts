@@ -99,8 +99,10 @@ export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): C
   if (typeof reserve !== 'number' || !Number.isInteger(reserve) || reserve < 0) problems.push('prefetch.reserve: expected a whole number of pulls (0 or more)');
 
   const limits = asRecord(doc['limits'] ?? {}, 'limits', problems) ?? {};
-  known(limits, 'limits.', ['maxManifestSize'], problems);
+  known(limits, 'limits.', ['maxManifestSize', 'headersTimeout', 'clientIdleTimeout'], problems);
   const maxManifestBytes = size(limits['maxManifestSize'], 'limits.maxManifestSize', problems) ?? DEFAULTS.limits.maxManifestBytes;
+  const headersTimeoutMs = duration(limits['headersTimeout'], 'limits.headersTimeout', problems) ?? DEFAULTS.limits.headersTimeoutMs;
+  const clientIdleTimeoutMs = duration(limits['clientIdleTimeout'], 'limits.clientIdleTimeout', problems) ?? DEFAULTS.limits.clientIdleTimeoutMs;
 
   const metricsDoc = asRecord(doc['metrics'] ?? {}, 'metrics', problems) ?? {};
   known(metricsDoc, 'metrics.', ['listen'], problems);
@@ -161,7 +163,7 @@ export function buildConfig(raw: unknown, envIn: Env = {}, source = 'inline'): C
     tags: { ttlMs, floating, policy: policy ?? 'pin' },
     scopes: { hostSuffix, allowed, pinTtlMs },
     prefetch: { platforms, reserve: typeof reserve === 'number' ? reserve : DEFAULTS.prefetch.reserve },
-    limits: { maxManifestBytes },
+    limits: { maxManifestBytes, headersTimeoutMs, clientIdleTimeoutMs },
     metrics: { listen: metricsListen },
     log: { level: level ?? 'info' },
     auth: { htpasswd, tokens, realm },

@@ -73,6 +73,10 @@ export interface Config {
   readonly limits: {
     /** Largest manifest accepted from an upstream. */
     readonly maxManifestBytes: number;
+    /** Time a client has to send its request headers (slowloris guard). */
+    readonly headersTimeoutMs: number;
+    /** A client connection with no traffic either way for this long is closed. */
+    readonly clientIdleTimeoutMs: number;
   };
   readonly metrics: {
     /** A separate host:port for /metrics (then the main port does not serve it); undefined = main port. */
@@ -129,7 +133,7 @@ export const DEFAULTS: Config = {
   tags: { ttlMs: 5 * 60_000, floating: DEFAULT_FLOATING, policy: 'pin' },
   scopes: { hostSuffix: undefined, allowed: undefined, pinTtlMs: 24 * 3_600_000 },
   prefetch: { platforms: ['linux/amd64', 'linux/arm64'], reserve: 10 },
-  limits: { maxManifestBytes: 4 * 2 ** 20 },
+  limits: { maxManifestBytes: 4 * 2 ** 20, headersTimeoutMs: 30_000, clientIdleTimeoutMs: 5 * 60_000 },
   metrics: { listen: undefined },
   log: { level: 'info' },
   auth: { htpasswd: undefined, tokens: [], realm: 'regcache' },

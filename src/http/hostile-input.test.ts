@@ -218,3 +218,33 @@ describe('hostile upstream answers', () => {
     for (const h of ['127.0.0.1', '10.0.0.1', 'registry-1.docker.io', '[::1]', '2001:db8::1']) assert.ok(!isBlockedAddress(h), h);
   });
 });
+
+describe('client limits', () => {
+  it('drops a client that trickles its headers (slowloris) and one that sends nothing at all', async () => {
+    const rc = await startRegcache({ limits: { headersTimeout: '500ms', clientIdleTimeout: '1s' } });
+    try {
+      const port = Number(new URL(rc.url).port);
+      const closedWithin = (feed: (s: import('node:net').Socket) => void): Promise<{ ms: number; answer: string }> =>
+        new Promise((resolve) => {
+          const started = Date.now();
+          const socket = connect(port, '127.0.0.1');
+          let answer = '';
+          socket.on('data', (d: Buffer) => (answer += d.toString()));
+          socket.on('error', () => undefined);
+          socket.on('close', () => resolve({ ms: Date.now() - started, answer }));
+          feed(socket);
+        });
+      const slow = await closedWithin((s) => {
+        s.write('GET /v2/ HTTP/1.1\r\nHost: x\r\n');
+        const t = setInterval(() => (s.destroyed ? clearInterval(t) : s.write('X')), 100);
+      });
+      assert.ok(slow.ms < 3_000, `slowloris dropped after ${slow.ms} ms`);
+      assert.match(slow.answer, /^HTTP\/1\.1 408/);
+      const idle = await closedWithin(() => undefined);
+      assert.ok(idle.ms >= 400 && idle.ms < 3_000, `idle connection dropped after ${idle.ms} ms`);
+      assert.equal((await fetchAll(`${rc.url}/v2/`)).status, 200, 'others are served');
+    } finally {
+      await rc.stop({ wipe: true });
+    }
+  });
+});

@@ -27,10 +27,25 @@ export interface ServerState {
   metricsElsewhere?: boolean;
 }
 
-export function createHttpServer(ctx: HandlerContext, router: Router, state: ServerState, admin: AdminApi, auth?: ClientAuth): Server {
-  const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 16 * 1024, highWaterMark: SOCKET_BUFFER }, (req, res) => {
+export interface ClientLimits {
+  readonly headersTimeoutMs: number;
+  readonly clientIdleTimeoutMs: number;
+}
+
+export function createHttpServer(ctx: HandlerContext, router: Router, state: ServerState, admin: AdminApi, auth?: ClientAuth, limits: ClientLimits = { headersTimeoutMs: 30_000, clientIdleTimeoutMs: 300_000 }): Server {
+  // No overall request timeout: a large layer to a slow client legitimately takes long. A client
+  // that sends nothing and reads nothing for clientIdleTimeout is dropped instead.
+  const server = createServer({
+    requestTimeout: 0,
+    headersTimeout: limits.headersTimeoutMs,
+    // How often Node enforces headersTimeout (its default, 30 s, would stretch a short limit).
+    connectionsCheckingInterval: Math.max(100, Math.min(5_000, limits.headersTimeoutMs / 4)),
+    maxHeaderSize: 16 * 1024,
+    highWaterMark: SOCKET_BUFFER,
+  }, (req, res) => {
     void handle(ctx, router, state, admin, auth, req, res);
   });
+  server.setTimeout(limits.clientIdleTimeoutMs);
   server.keepAliveTimeout = 65_000;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     ctx.log.debug({ code: err.code, remote: socket.remoteAddress }, 'malformed request dropped');
@@ -38,8 +53,10 @@ export function createHttpServer(ctx: HandlerContext, router: Router, state: Ser
     const tls = (err as { rawPacket?: Buffer }).rawPacket?.[0] === 0x16;
     if (socket.writable && !tls) {
       const overflow = err.code === 'HPE_HEADER_OVERFLOW';
-      const body = JSON.stringify(new OciError('UNSUPPORTED', overflow ? 'request headers too large' : 'malformed HTTP request', { status: 400 }).toJSON());
-      socket.end(`HTTP/1.1 ${overflow ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      const slow = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      const [status, message] = overflow ? ['431 Request Header Fields Too Large', 'request headers too large'] : slow ? ['408 Request Timeout', 'request headers not received in time'] : ['400 Bad Request', 'malformed HTTP request'];
+      const body = JSON.stringify(new OciError('UNSUPPORTED', message, { status: Number(status.slice(0, 3)) }).toJSON());
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     }
     socket.destroy();
   });
