@@ -41,12 +41,15 @@ export class BlobCache {
 
   /** A download already in progress for this digest (from any repository: same digest, same bytes). */
   inProgress(digest: Digest): Download | undefined {
-    return this.inflight.get(digest.value);
+    const d = this.inflight.get(digest.value);
+    return d && !d.failed ? d : undefined;
   }
 
   /** Joins the download in progress for `digest`, or starts one from `upstream`. */
   fetch(upstream: UpstreamRegistry, repo: string, digest: Digest): { download: Download; joined: boolean } {
-    const existing = this.inflight.get(digest.value);
+    // A failed download stays in the map until its cleanup runs: a request arriving in between
+    // starts a fresh fetch instead of inheriting the failure.
+    const existing = this.inProgress(digest);
     if (existing) {
       this.metrics.dedupJoins.inc();
       return { download: existing, joined: true };
@@ -82,7 +85,8 @@ export class BlobCache {
         this.log.warn({ digest: digest.value, upstream: upstream.name, repo, bytes: download.bytesReceived, err: String(err) }, 'blob download failed; nothing committed');
       })
       .finally(() => {
-        this.inflight.delete(digest.value);
+        // A fresh download may already have replaced a failed one under this digest.
+        if (this.inflight.get(digest.value) === download) this.inflight.delete(digest.value);
         this.metrics.inflight.dec();
       });
     return { download, joined: false };

@@ -97,6 +97,11 @@ export class Download {
     this.done.catch(() => undefined);
   }
 
+  /** The download broke off (upstream error, bad bytes, stall): nobody may join it any more. */
+  get failed(): boolean {
+    return this.state === 'failed';
+  }
+
   get bytesReceived(): number {
     return this.received;
   }
