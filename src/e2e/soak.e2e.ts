@@ -81,6 +81,13 @@ describe('soak', () => {
     const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
     const end = Date.now() + SECONDS * 1000;
     const samples: Array<{ t: number; fds: number; rss: number }> = [];
+    const heap: string[] = [];
+    const heapSampler = setInterval(() => {
+      void fetch(`${url}/metrics`).then((r) => r.text()).then((t) => {
+        const v = (n: string) => (Number(new RegExp(`^${n} (\\S+)`, 'm').exec(t)?.[1] ?? 0) / 2 ** 20).toFixed(0);
+        heap.push(`${v('nodejs_heap_size_used_bytes')}/${v('nodejs_heap_size_total_bytes')}/${v('nodejs_external_memory_bytes')}`);
+      }).catch(() => undefined);
+    }, 10_000);
     const sampler = setInterval(() => {
       void Promise.all([fds(child.pid!), rssMiB(child.pid!)]).then(([f, r]) => samples.push({ t: Date.now(), fds: f, rss: r })).catch(() => undefined);
     }, 1000);
@@ -117,17 +124,20 @@ describe('soak', () => {
     };
     await Promise.all(Array.from({ length: CLIENTS }, client));
     clearInterval(sampler);
+    clearInterval(heapSampler);
+
     await agent.close();
     await new Promise((r) => setTimeout(r, 1_500)); // keep-alive sockets close
     const settled = { fds: await fds(child.pid!), rss: await rssMiB(child.pid!) };
 
     const metrics = await (await fetch(`${url}/metrics`)).text();
     const evictions = [...metrics.matchAll(/^regcache_evictions_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
-    const warm = samples.filter((s) => s.t > samples[0]!.t + 5_000);
     const peakRss = Math.max(...samples.map((s) => s.rss));
     const peakFds = Math.max(...samples.map((s) => s.fds));
     console.log(`soak: ${counts.manifests} manifests, ${counts.blobs} blobs (${(counts.bytes / 2 ** 20).toFixed(0)} MiB) verified, ${counts.notFound} intended 404s, ${evictions} evictions; ` +
-      `fds baseline ${baselineFds}, peak ${peakFds}, after ${settled.fds}; RSS first ${warm[0]?.rss.toFixed(0)} MiB, peak ${peakRss.toFixed(0)} MiB, after ${settled.rss.toFixed(0)} MiB`);
+      `fds baseline ${baselineFds}, peak ${peakFds}, after ${settled.fds}; RSS peak ${peakRss.toFixed(0)} MiB, after ${settled.rss.toFixed(0)} MiB; ` +
+      `RSS every 10 s: ${samples.filter((_, k) => k % 10 === 0).map((x) => x.rss.toFixed(0)).join(' ')}; ` +
+      `JS heap used/total/external MiB every 10 s: ${heap.join(' ')}`);
 
     assert.deepEqual(counts.errors.slice(0, 5), [], `${counts.errors.length} unintended errors`);
     assert.ok(counts.blobs > 1000 && counts.notFound > 0, 'the load ran');
@@ -137,6 +147,10 @@ describe('soak', () => {
     // Upstream keep-alive connections may stay open a while; blob files and client sockets must not.
     assert.ok(settled.fds < baselineFds + 80, `no file descriptor leak: ${settled.fds} open after the clients left (baseline ${baselineFds})`);
     assert.ok(peakRss < 512, `memory bounded: peak RSS ${peakRss.toFixed(0)} MiB`);
-    if (warm.length > 2) assert.ok(settled.rss - warm[0]!.rss < 128, `no memory growth: ${warm[0]!.rss.toFixed(0)} → ${settled.rss.toFixed(0)} MiB`);
+    // RSS climbs while allocator arenas and V8's heap size up to the load (measured here: 150 → 310
+    // MiB in the first 30 s), then plateaus (+30 MiB over the next 60 s, with the JS heap used
+    // oscillating 25–90 MiB). A leak would keep climbing through the second half.
+    const mid = samples[Math.floor(samples.length / 2)]!;
+    assert.ok(settled.rss - mid.rss < 64, `no memory growth in the second half: ${mid.rss.toFixed(0)} → ${settled.rss.toFixed(0)} MiB`);
   });
 });
