@@ -3,6 +3,7 @@
 // the right status with OCI error JSON, and the daemon must keep serving. Upstreams: a hostile
 // registry answering with oversized or non-JSON manifests, redirect loops, redirects to other
 // schemes and to metadata addresses, and a token realm on a metadata address.
+// Blobs with more bytes than their Content-Length are written raw past Node's HTTP framing.
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
@@ -150,6 +151,14 @@ describe('hostile upstream answers', () => {
   let rc: Harness;
   const bigBody = Buffer.alloc(5 * 2 ** 20, 0x20);
   const digest = `sha256:${'e'.repeat(64)}`;
+  // A blob answered with more bytes than its Content-Length, written raw past Node's HTTP framing.
+  // "short": the declared length cuts the real blob, so the bytes read don't match the digest.
+  // "trailing": the declared bytes ARE the blob and garbage follows on the kept-alive connection.
+  const overBlob = Buffer.alloc(256 * 1024, 0x41);
+  const overDigest = sha256(overBlob);
+  const trailing = Buffer.alloc(64 * 1024, 0x42);
+  const trailingBlob = Buffer.alloc(128 * 1024, 0x43);
+  const trailingDigest = sha256(trailingBlob);
 
   before(async () => {
     hostile = createServer((req, res) => {
@@ -167,6 +176,13 @@ describe('hostile upstream answers', () => {
       if (path.startsWith('/v2/notjson/manifests/')) {
         const body = Buffer.from('<html>not a manifest</html>');
         return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': body.length }).end(req.method === 'HEAD' ? undefined : body);
+      }
+      if (path === `/v2/over/blobs/${overDigest}` || path === `/v2/trailing/blobs/${trailingDigest}`) {
+        const [declared, body] = path.includes('/over/') ? [overBlob.length - 1000, overBlob] : [trailingBlob.length, Buffer.concat([trailingBlob, trailing])];
+        const socket = res.socket!;
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: ${declared}\r\nconnection: keep-alive\r\n\r\n`);
+        socket.write(body);
+        return;
       }
       if (path.startsWith('/v2/loop/blobs/')) return void res.writeHead(307, { location: path }).end();
       if (path.startsWith('/v2/ftp/blobs/')) return void res.writeHead(307, { location: 'ftp://example.invalid/blob' }).end();
@@ -207,8 +223,29 @@ describe('hostile upstream answers', () => {
     });
   }
 
-  it('stored nothing from any of it, and keeps serving', async () => {
-    assert.equal(rc.app.index.entryCount, 0);
+  it('never answers 200 with the bytes of a blob whose upstream sent more than its Content-Length and stores none of it', async () => {
+    const r = await fetchAll(`${rc.url}/v2/over/blobs/${overDigest}`).catch((e: Error) => e);
+    if (!(r instanceof Error)) {
+      assert.notEqual(r.status, 200, 'a 200 must not complete');
+      assert.ok(errorCode(r), 'OCI error JSON');
+    }
+    assert.ok(!rc.app.index.has(overDigest), 'nothing committed');
+  });
+
+  it('takes exactly the declared bytes when garbage trails a correct body, and the poisoned connection is not reused', async () => {
+    const r = await fetchAll(`${rc.url}/v2/trailing/blobs/${trailingDigest}`);
+    assert.equal(r.status, 200);
+    assert.equal(sha256(r.body), trailingDigest);
+    assert.equal(r.body.length, trailingBlob.length);
+    // The next upstream exchange must still parse: the trailing bytes were not read as its answer.
+    const again = await fetchAll(`${rc.url}/v2/notjson/manifests/1`);
+    assert.equal(again.status, 502);
+    assert.equal(errorCode(again), 'MANIFEST_INVALID');
+    assert.ok(rc.app.index.has(trailingDigest), 'the verified blob is cached');
+  });
+
+  it('stored nothing else from any of it, and keeps serving', async () => {
+    assert.equal(rc.app.index.entryCount, 1, 'only the verified blob of the trailing-garbage case');
     assert.ok(rc.logs.some((l) => l['msg'] === 'token realm points at a link-local or metadata address: refused'), 'the metadata realm was refused, not fetched');
     assert.equal((await fetchAll(`${rc.url}/v2/`)).status, 200);
   });
