@@ -1,70 +1,144 @@
-// Startup cost of the storage index: seeds a store with N cached entries (files under blobs/ and
-// their index records), then times regcache's index load (records in recency order + a walk of the
-// disk to reconcile) and reports memory. `npm run bench:startup [-- --entries N]`.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+// Daemon startup with N cached entries: seeds a store with N files under blobs/ and their index
+// records, then times the real daemon (`node src/main.ts`) from spawn to its first `/readyz` 200,
+// and reports its resident memory against the same daemon on an empty store, started in the same
+// run. `npm run bench:startup [-- --entries N]` (several sizes: --entries 100000,1000000).
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FsBlobStore } from '../src/cache/blob-store.ts';
 import { Metadata, type IndexRecord } from '../src/cache/metadata.ts';
-import { StorageIndex } from '../src/cache/storage-index.ts';
-import { createLogger } from '../src/observability/logger.ts';
-import { Metrics } from '../src/observability/metrics.ts';
 
 const { values } = parseArgs({ options: { entries: { type: 'string', default: '100000' } } });
-const N = Number(values.entries);
-const root = await mkdtemp(join(tmpdir(), 'regcache-startup-'));
-try {
-  console.log(`seeding ${N} entries under ${root}`);
-  let t = performance.now();
+const sizes = values.entries.split(',').map(Number);
+const TARGET_MS = 5_000;
+const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
+
+interface Started {
+  readonly child: ChildProcess;
+  readonly readyMs: number;
+  readonly rssMiB: number;
+  readonly loaded: Record<string, unknown> | undefined;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** Spawns the daemon on `root` and resolves when /readyz answers 200 (or fails after 120 s). */
+async function startDaemon(root: string): Promise<Started> {
+  const port = await freePort();
+  const started = performance.now();
+  const child = spawn(process.execPath, [MAIN], {
+    env: { ...process.env, REGCACHE_STORAGE_ROOT: root, REGCACHE_LISTEN: `127.0.0.1:${port}`, REGCACHE_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let loaded: Record<string, unknown> | undefined;
+  let buffered = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (line.includes('storage index loaded')) loaded = JSON.parse(line) as Record<string, unknown>;
+    }
+  });
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`daemon exited with ${child.exitCode}`);
+    const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error('daemon not ready within 120 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const readyMs = performance.now() - started;
+  const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
+  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return { child, readyMs, rssMiB: rssKiB / 1024, loaded };
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+/** N files (1–64 bytes; only the count matters here) under blobs/, with index records in that recency order. */
+async function seed(root: string, n: number): Promise<string> {
   const records: Array<[string, IndexRecord]> = [];
   const dirs = new Set<string>();
-  for (let i = 0; i < N; i++) {
+  for (let i = 0; i < n; i++) {
     const hex = randomBytes(32).toString('hex');
     const dir = join(root, 'blobs', 'sha256', hex.slice(0, 2));
     if (!dirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true });
       dirs.add(dir);
     }
     const size = 1 + (i % 64);
-    await writeFile(join(dir, hex), Buffer.alloc(size));
+    writeFileSync(join(dir, hex), Buffer.alloc(size));
     records.push([`sha256:${hex}`, { size, kind: i % 10 === 0 ? 'manifest' : 'blob', seq: i + 1, at: Date.now() }]);
   }
-  const seedMeta = Metadata.sqlite(root);
-  for (let i = 0; i < records.length; i += 10_000) await seedMeta.setIndexMany(records.slice(i, i + 10_000));
-  await seedMeta.close();
-  console.log(`seeded in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  const meta = Metadata.sqlite(root);
+  for (let i = 0; i < records.length; i += 50_000) await meta.writeIndex(records.slice(i, i + 50_000));
+  await meta.close();
+  return records[0]![0];
+}
 
-  global.gc?.();
-  const rssBefore = process.memoryUsage().rss;
-  t = performance.now();
-  const store = new FsBlobStore(root);
-  await store.init();
-  const metadata = Metadata.sqlite(root);
-  const index = new StorageIndex({ store, metadata, logger: createLogger('warn'), metrics: new Metrics({ upstreams: [], defaultMetrics: false }), quota: { quotaBytes: undefined, highWater: 0.95, lowWater: 0.85 } });
-  const report = await index.load();
-  const ms = performance.now() - t;
-  global.gc?.();
-  const rssAfter = process.memoryUsage().rss;
-  const first = index.entries().next().value;
-  const result = {
-    entries: N,
-    loadedEntries: report.entries,
-    loadSeconds: Math.round(ms) / 1000,
-    target: '< 5 s',
-    pass: ms < 5000 && report.entries === N && first?.digest === records[0]?.[0],
-    lruOrderRestored: first?.digest === records[0]?.[0],
-    rssDeltaMiB: Math.round((rssAfter - rssBefore) / 2 ** 20),
-    node: process.version,
-    date: new Date().toISOString(),
-  };
-  console.log(JSON.stringify(result, null, 2));
-  await mkdir(new URL('./results/', import.meta.url), { recursive: true });
-  await writeFile(new URL(`./results/startup-${N}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
-  await index.close();
-  await metadata.close();
-  if (!result.pass) process.exitCode = 1;
+const results = [];
+const emptyRoot = await mkdtemp(join(tmpdir(), 'regcache-startup-empty-'));
+try {
+  const empty = await startDaemon(emptyRoot);
+  await stop(empty.child);
+  console.log(`empty store: ready in ${Math.round(empty.readyMs)} ms, RSS ${empty.rssMiB.toFixed(0)} MiB`);
+  for (const n of sizes) {
+    const root = await mkdtemp(join(tmpdir(), 'regcache-startup-'));
+    try {
+      console.log(`seeding ${n} entries under ${root}`);
+      const t = performance.now();
+      const leastRecent = await seed(root, n);
+      console.log(`seeded in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+      const run = await startDaemon(root);
+      // The least recently used entry must be first in line for eviction: order restored exactly.
+      const orderOk = await (async () => {
+        await stop(run.child);
+        const meta = Metadata.sqlite(root);
+        let first: string | undefined;
+        await meta.loadIndex((digest) => (first ??= digest));
+        await meta.close();
+        return first === leastRecent;
+      })();
+      const result = {
+        entries: n,
+        loadedEntries: Number(run.loaded?.['entries'] ?? 0),
+        readySeconds: Math.round(run.readyMs) / 1000,
+        indexLoadSeconds: Number(run.loaded?.['ms'] ?? 0) / 1000,
+        emptyStoreReadySeconds: Math.round(empty.readyMs) / 1000,
+        target: '< 5 s',
+        pass: run.readyMs < TARGET_MS && Number(run.loaded?.['entries']) === n && orderOk,
+        lruOrderRestored: orderOk,
+        rssMiB: Math.round(run.rssMiB),
+        emptyStoreRssMiB: Math.round(empty.rssMiB),
+        rssPerEntryBytes: Math.round(((run.rssMiB - empty.rssMiB) * 2 ** 20) / n),
+        node: process.version,
+        date: new Date().toISOString(),
+      };
+      console.log(JSON.stringify(result, null, 2));
+      results.push(result);
+      await mkdir(new URL('./results/', import.meta.url), { recursive: true });
+      await writeFile(new URL(`./results/startup-${n}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
+      if (!result.pass) process.exitCode = 1;
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  }
 } finally {
-  await rm(root, { recursive: true, force: true });
+  await rm(emptyRoot, { recursive: true, force: true });
 }

@@ -66,13 +66,14 @@ export class Maintenance {
     for (const { key, record } of await this.tags()) {
       if (key.upstream !== upstream || key.repo !== repo) continue;
       const entry = this.index.get(record.digest);
+      const lastUsed = await this.index.lastUsed(record.digest);
       out.push({
         tag: key.tag,
         digest: record.digest,
         mediaType: record.mediaType,
         size: record.size,
         checkedAt: new Date(record.checkedAt).toISOString(),
-        lastAccess: entry ? new Date(entry.at).toISOString() : undefined,
+        lastAccess: lastUsed === undefined ? undefined : new Date(lastUsed).toISOString(),
         stored: entry !== undefined,
       });
     }

@@ -16,8 +16,6 @@ export interface IndexEntry {
   readonly digest: string;
   readonly size: number;
   readonly kind: EntryKind;
-  seq: number;
-  at: number;
 }
 
 export interface QuotaConfig {
@@ -39,9 +37,12 @@ export interface LoadReport {
 const FLUSH_INTERVAL_MS = 5_000;
 
 export class StorageIndex {
-  // Bounded by size, not count: a `max` makes lru-cache preallocate arrays of that length. The
-  // quota itself is enforced by evictIfNeeded (which honours protection), never by lru-cache.
-  private readonly lru = new LRUCache<string, IndexEntry>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (e) => Math.max(1, e.size) });
+  // digest → size. Bounded by size, not count: a `max` makes lru-cache preallocate arrays of that
+  // length. The quota itself is enforced by evictIfNeeded (which honours protection), never by
+  // lru-cache. Values are plain numbers (no object per entry): a million entries load in ~1 s.
+  private readonly lru = new LRUCache<string, number>({ maxSize: Number.MAX_SAFE_INTEGER });
+  /** The entries that are manifests (a small share); everything else is a blob. */
+  private readonly manifests = new Set<string>();
   private readonly store: BlobStore;
   private readonly metadata: Metadata;
   private readonly log: Logger;
@@ -50,7 +51,8 @@ export class StorageIndex {
   private bytes = 0;
   private seq = 0;
   private readonly readers = new Map<string, number>();
-  private readonly dirty = new Set<string>();
+  /** Uses not yet written: digest → Unix ms, in recency order (the order seqs are handed out at flush). */
+  private readonly dirty = new Map<string, number>();
   private flushTimer: NodeJS.Timeout | undefined;
   private evicting: Promise<void> | undefined;
   private flushing: Promise<void> = Promise.resolve();
@@ -80,33 +82,38 @@ export class StorageIndex {
   /**
    * Restores the index from the metadata store in recency order, then reconciles it with the disk:
    * files without a record are adopted (everything under blobs/ was verified before its rename),
-   * records without a file are dropped.
+   * records without a file are dropped. The disk listing runs on the thread pool meanwhile.
    */
   async load(): Promise<LoadReport> {
     const started = performance.now();
-    const records: IndexEntry[] = [];
-    for await (const [digest, r] of this.metadata.scanIndex()) records.push({ digest, size: r.size, kind: r.kind, seq: r.seq, at: r.at });
-    records.sort((a, b) => a.seq - b.seq);
+    const listing = this.store.listAll();
+    listing.catch(() => undefined); // awaited below; not an unhandled rejection while sqlite reads
+    this.seq = await this.metadata.loadIndex((digest, size, kind) => {
+      this.lru.set(digest, size, { size: Math.max(1, size) });
+      if (kind === 'manifest') this.manifests.add(digest);
+      this.bytes += size;
+    });
+    const onDisk = await listing;
     // Files under blobs/ only ever appear complete (atomic rename), so for known entries existence
     // is enough; only files without a record need a stat.
-    const onDisk = new Set<string>();
-    for await (const digest of this.store.list()) onDisk.add(digest);
-
-    let dropped = 0;
-    const gone: string[] = [];
-    for (const r of records) {
-      if (!onDisk.delete(r.digest)) {
-        dropped++;
-        gone.push(r.digest);
-        continue;
-      }
-      this.lru.set(r.digest, r);
-      this.bytes += r.size;
-      this.seq = Math.max(this.seq, r.seq);
-    }
-    for (const digest of gone) await this.metadata.deleteIndex(digest);
-    const orphans: Array<{ digest: string; size: number; mtimeMs: number }> = [];
+    let seen = 0;
+    const unknown: string[] = [];
     for (const digest of onDisk) {
+      if (this.lru.has(digest)) seen++;
+      else unknown.push(digest);
+    }
+    let dropped = 0;
+    if (seen < this.lru.size) {
+      const present = new Set(onDisk);
+      for (const digest of [...this.lru.keys()]) {
+        if (present.has(digest)) continue;
+        this.forget(digest);
+        await this.metadata.deleteIndex(digest);
+        dropped++;
+      }
+    }
+    const orphans: Array<{ digest: string; size: number; mtimeMs: number }> = [];
+    for (const digest of unknown) {
       const s = await this.store.statOf(digest);
       if (s) orphans.push({ digest, ...s });
     }
@@ -129,8 +136,7 @@ export class StorageIndex {
 
   /** Records a newly committed file and evicts if the quota is passed. */
   async add(digest: string, size: number, kind: EntryKind): Promise<void> {
-    const old = this.lru.get(digest);
-    if (old) this.bytes -= old.size;
+    this.forget(digest);
     this.insert(digest, size, kind, Date.now());
     this.updateGauges();
     await this.evictIfNeeded();
@@ -138,11 +144,9 @@ export class StorageIndex {
 
   /** Marks a use: moves the entry to the most recent end. */
   touch(digest: string): void {
-    const entry = this.lru.get(digest);
-    if (!entry) return;
-    entry.seq = ++this.seq;
-    entry.at = Date.now();
-    this.dirty.add(digest);
+    if (this.lru.get(digest) === undefined) return;
+    this.dirty.delete(digest);
+    this.dirty.set(digest, Date.now());
   }
 
   /** Protects a digest from eviction while it is read; call the returned function when done. */
@@ -178,21 +182,29 @@ export class StorageIndex {
 
   /** Least recently used first. */
   *entries(): Generator<IndexEntry> {
-    for (const e of this.lru.rvalues()) if (e) yield e;
+    for (const digest of this.lru.rkeys()) {
+      const e = this.get(digest);
+      if (e) yield e;
+    }
   }
 
   get(digest: string): IndexEntry | undefined {
-    return this.lru.peek(digest);
+    const size = this.lru.peek(digest);
+    return size === undefined ? undefined : { digest, size, kind: this.manifests.has(digest) ? 'manifest' : 'blob' };
+  }
+
+  /** When a stored file was last used (Unix ms), if it is stored. */
+  async lastUsed(digest: string): Promise<number | undefined> {
+    if (!this.lru.has(digest)) return undefined;
+    return this.dirty.get(digest) ?? (await this.metadata.indexRecord(digest))?.at;
   }
 
   /** Deletes a stored file and its record (admin delete, eviction, GC). False if protected. */
   async remove(digest: string, reason: 'evicted' | 'deleted' | 'collected'): Promise<boolean> {
-    const entry = this.lru.peek(digest);
+    const entry = this.get(digest);
     if (!entry) return false;
     if (this.isProtected(digest)) return false;
-    this.lru.delete(digest);
-    this.dirty.delete(digest);
-    this.bytes -= entry.size;
+    this.forget(digest);
     await this.store.remove(parseDigest(digest));
     await this.metadata.deleteIndex(digest);
     if (entry.kind === 'manifest') await this.metadata.deleteManifest(digest);
@@ -264,13 +276,15 @@ export class StorageIndex {
   }
 
   private async flushNow(): Promise<void> {
+    // Every use since the last flush is more recent than every use before it, and the map is in
+    // recency order: fresh ascending seqs restore the exact LRU order after a restart.
     const batch: Array<[string, IndexRecord]> = [];
-    for (const digest of this.dirty) {
-      const e = this.lru.peek(digest);
-      if (e) batch.push([digest, { size: e.size, kind: e.kind, seq: e.seq, at: e.at }]);
+    for (const [digest, at] of this.dirty) {
+      const size = this.lru.peek(digest);
+      if (size !== undefined) batch.push([digest, { size, kind: this.manifests.has(digest) ? 'manifest' : 'blob', seq: ++this.seq, at }]);
     }
     this.dirty.clear();
-    await this.metadata.setIndexMany(batch).catch((err: unknown) => this.log.error({ err: String(err), entries: batch.length }, 'writing recency updates failed'));
+    await this.metadata.writeIndex(batch).catch((err: unknown) => this.log.error({ err: String(err), entries: batch.length }, 'writing recency updates failed'));
   }
 
   async close(): Promise<void> {
@@ -279,14 +293,23 @@ export class StorageIndex {
     await this.flush();
   }
 
+  /** A new entry, most recent; its record is written with the next flush (until then, a restart adopts the file from disk). */
   private insert(digest: string, size: number, kind: EntryKind, at: number): void {
-    const entry = { digest, size, kind, seq: ++this.seq, at };
-    this.lru.set(digest, entry);
+    this.lru.set(digest, size, { size: Math.max(1, size) });
+    if (kind === 'manifest') this.manifests.add(digest);
     this.bytes += size;
     this.dirty.delete(digest);
-    void this.metadata.setIndex(digest, { size, kind, seq: entry.seq, at }).catch((err: unknown) => {
-      this.log.error({ digest, err: String(err) }, 'recording index entry failed');
-    });
+    this.dirty.set(digest, at);
+  }
+
+  /** Drops an entry from memory (not from disk or the metadata store). */
+  private forget(digest: string): void {
+    const size = this.lru.peek(digest);
+    if (size === undefined) return;
+    this.lru.delete(digest);
+    this.manifests.delete(digest);
+    this.dirty.delete(digest);
+    this.bytes -= size;
   }
 
   private updateGauges(): void {
