@@ -118,7 +118,14 @@ describe('crash recovery (kill -9 mid-download)', () => {
     assert.deepEqual(await files(join(root, 'tmp')), [], 'temp files were cleaned at start');
     const onDisk = (await files(join(root, 'blobs'))).map((p) => `sha256:${p.split('/').at(-1)}`).sort();
     for (const b of big) assert.ok(!onDisk.includes(b.digest), 'no partial download became a blob');
-    const storage = (await get(`${url}/admin/v1/storage`, { authorization: `Bearer ${TOKEN}` })).body.toString();
+    // The index is checked against the disk in the background after a start.
+    let storage = '';
+    for (const deadline = Date.now() + 10_000; ; ) {
+      storage = (await get(`${url}/admin/v1/storage`, { authorization: `Bearer ${TOKEN}` })).body.toString();
+      if ((JSON.parse(storage) as { reconciled: boolean }).reconciled) break;
+      assert.ok(Date.now() < deadline, `reconciled within 10 s: ${storage}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     assert.equal((JSON.parse(storage) as { entries: number }).entries, onDisk.length, `the index matches the disk: ${storage}`);
 
     const pinned = await get(`${url}/v2/ws/ws1/docker.io/library/app/manifests/latest`);

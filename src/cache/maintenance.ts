@@ -145,7 +145,7 @@ export class Maintenance {
     return report;
   }
 
-  summary(): Record<string, number | null> {
+  summary(): Record<string, number | boolean | null> {
     let blobs = 0;
     let manifests = 0;
     for (const e of this.index.entries()) {
@@ -163,6 +163,8 @@ export class Maintenance {
       manifests,
       evictions: this.index.evictedCount,
       evictedBytes: this.index.evictedBytes,
+      /** False while the index is still being checked against the disk after a start. */
+      reconciled: this.index.isReconciled,
     };
   }
 

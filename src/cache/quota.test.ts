@@ -174,6 +174,7 @@ describe('index reconciliation at start', () => {
     await writeFile(join(root, 'blobs', 'sha256', hex.slice(0, 2), hex), orphan.data);
     const rc2 = await startRegcache({ upstreams: [{ name: 'docker.io', url: 'http://127.0.0.1:9', mirror: true }] }, { root });
     try {
+      assert.equal((await rc2.app.index.reconciled)?.adopted, 1);
       assert.ok(stored(rc2).has(orphan.digest));
       assert.equal(rc2.app.index.usedBytes, orphan.data.length);
       const served = await fetchAll(`${rc2.url}/v2/library/x/blobs/${orphan.digest}`);
@@ -184,6 +185,7 @@ describe('index reconciliation at start', () => {
     await rm(join(root, 'blobs', 'sha256', hex.slice(0, 2), hex));
     const rc3 = await startRegcache({ upstreams: [{ name: 'docker.io', url: 'http://127.0.0.1:9', mirror: true }] }, { root });
     try {
+      assert.equal((await rc3.app.index.reconciled)?.dropped, 1);
       assert.equal(rc3.app.index.entryCount, 0);
       assert.equal(rc3.app.index.usedBytes, 0);
     } finally {

@@ -28,6 +28,12 @@ export interface QuotaConfig {
 export interface LoadReport {
   readonly entries: number;
   readonly bytes: number;
+  readonly ms: number;
+}
+
+export interface ReconcileReport {
+  readonly entries: number;
+  readonly files: number;
   readonly adopted: number;
   readonly dropped: number;
   readonly ms: number;
@@ -61,6 +67,12 @@ export class StorageIndex {
   private readonly evictedListeners: Array<(entry: IndexEntry) => void> = [];
   evictedCount = 0;
   evictedBytes = 0;
+  /** Settles when the index matches the disk after load (undefined report: reconciling failed). */
+  reconciled: Promise<ReconcileReport | undefined> = Promise.resolve(undefined);
+  /** Digests added or removed while the startup reconciliation runs: its listing is stale for them. */
+  private changedWhileReconciling: Set<string> | undefined;
+  /** Whether the startup reconciliation has finished (admin storage summary). */
+  isReconciled = false;
 
   constructor(deps: { store: BlobStore; metadata: Metadata; logger: Logger; metrics: Metrics; quota: QuotaConfig }) {
     this.store = deps.store;
@@ -80,20 +92,44 @@ export class StorageIndex {
   }
 
   /**
-   * Restores the index from the metadata store in recency order, then reconciles it with the disk:
-   * files without a record are adopted (everything under blobs/ was verified before its rename),
-   * records without a file are dropped. The disk listing runs on the thread pool meanwhile.
+   * Restores the index from the metadata store in recency order; the daemon can serve from then
+   * on. Reconciling with the disk (see reconcile) runs in the background: a million-entry listing
+   * costs seconds, and until it ends the read paths already treat a missing file as a miss.
    */
   async load(): Promise<LoadReport> {
     const started = performance.now();
-    const listing = this.store.listAll();
-    listing.catch(() => undefined); // awaited below; not an unhandled rejection while sqlite reads
     this.seq = await this.metadata.loadIndex((digest, size, kind) => {
       this.lru.set(digest, size, { size: Math.max(1, size) });
       if (kind === 'manifest') this.manifests.add(digest);
       this.bytes += size;
     });
-    const onDisk = await listing;
+    this.updateGauges();
+    const report = { entries: this.lru.size, bytes: this.bytes, ms: Math.round(performance.now() - started) };
+    this.log.info(report, 'storage index loaded');
+    this.flushTimer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS).unref();
+    this.changedWhileReconciling = new Set();
+    this.reconciled = this.reconcile().then(
+      async (r) => {
+        await this.evictIfNeeded();
+        return r;
+      },
+      (err: unknown) => {
+        this.log.error({ err: String(err) }, 'reconciling the index with the disk failed');
+        return undefined;
+      },
+    );
+    return report;
+  }
+
+  /**
+   * Makes the index match the disk: files without a record are adopted (everything under blobs/
+   * was verified before its rename; a crash can leave a commit unrecorded), records without a file
+   * are dropped. Commits and removals made meanwhile are left alone.
+   */
+  private async reconcile(): Promise<ReconcileReport> {
+    const started = performance.now();
+    const onDisk = await this.store.listAll();
+    const changed = this.changedWhileReconciling ?? new Set<string>();
     // Files under blobs/ only ever appear complete (atomic rename), so for known entries existence
     // is enough; only files without a record need a stat.
     let seen = 0;
@@ -106,7 +142,9 @@ export class StorageIndex {
     if (seen < this.lru.size) {
       const present = new Set(onDisk);
       for (const digest of [...this.lru.keys()]) {
-        if (present.has(digest)) continue;
+        if (present.has(digest) || changed.has(digest) || this.isProtected(digest)) continue;
+        if (await this.store.statOf(digest)) continue; // committed after the listing
+        if (changed.has(digest)) continue;
         this.forget(digest);
         await this.metadata.deleteIndex(digest);
         dropped++;
@@ -118,15 +156,19 @@ export class StorageIndex {
       if (s) orphans.push({ digest, ...s });
     }
     orphans.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    let adopted = 0;
     for (const o of orphans) {
       const kind: EntryKind = (await this.metadata.getManifest(o.digest)) ? 'manifest' : 'blob';
+      // Removed (or committed) since the listing: the listing is stale for this file.
+      if (changed.has(o.digest) || this.lru.has(o.digest)) continue;
       this.insert(o.digest, o.size, kind, Math.round(o.mtimeMs));
+      adopted++;
     }
+    this.changedWhileReconciling = undefined;
+    this.isReconciled = true;
     this.updateGauges();
-    const report = { entries: this.lru.size, bytes: this.bytes, adopted: orphans.length, dropped, ms: Math.round(performance.now() - started) };
-    this.log.info(report, 'storage index loaded');
-    this.flushTimer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS).unref();
-    await this.evictIfNeeded();
+    const report = { entries: this.lru.size, files: onDisk.length, adopted, dropped, ms: Math.round(performance.now() - started) };
+    this.log.info(report, 'storage index reconciled with the disk');
     return report;
   }
 
@@ -289,12 +331,14 @@ export class StorageIndex {
 
   async close(): Promise<void> {
     if (this.flushTimer) clearInterval(this.flushTimer);
+    await this.reconciled;
     await this.evicting;
     await this.flush();
   }
 
   /** A new entry, most recent; its record is written with the next flush (until then, a restart adopts the file from disk). */
   private insert(digest: string, size: number, kind: EntryKind, at: number): void {
+    this.changedWhileReconciling?.add(digest);
     this.lru.set(digest, size, { size: Math.max(1, size) });
     if (kind === 'manifest') this.manifests.add(digest);
     this.bytes += size;
@@ -306,6 +350,7 @@ export class StorageIndex {
   private forget(digest: string): void {
     const size = this.lru.peek(digest);
     if (size === undefined) return;
+    this.changedWhileReconciling?.add(digest);
     this.lru.delete(digest);
     this.manifests.delete(digest);
     this.dirty.delete(digest);
