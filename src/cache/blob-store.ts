@@ -32,8 +32,8 @@ export interface BlobStore {
   discard(tempPath: string): Promise<void>;
   /** Deletes committed content; false if it was not there. */
   remove(digest: Digest): Promise<boolean>;
-  /** The digest of every committed file (for reconciling the index with the disk at start). */
-  listAll(): Promise<string[]>;
+  /** The digest of every committed file, a directory at a time (reconciling the index with the disk). */
+  list(): AsyncIterable<string[]>;
   /** Size and modification time of committed content, if present. */
   statOf(digest: string): Promise<{ readonly size: number; readonly mtimeMs: number } | undefined>;
 }
@@ -115,15 +115,13 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async listAll(): Promise<string[]> {
-    const out: string[] = [];
+  async *list(): AsyncIterable<string[]> {
     for (const algorithm of await readdirOrEmpty(this.blobsDir)) {
-      // One directory at a time: parallel readdirs measured no faster here, and cost more memory.
+      // One directory at a time: a million names at once cost ~200 MiB; parallel readdirs measured no faster.
       for (const prefix of await readdirOrEmpty(join(this.blobsDir, algorithm))) {
-        for (const hex of await readdirOrEmpty(join(this.blobsDir, algorithm, prefix))) out.push(`${algorithm}:${hex}`);
+        yield (await readdirOrEmpty(join(this.blobsDir, algorithm, prefix))).map((hex) => `${algorithm}:${hex}`);
       }
     }
-    return out;
   }
 
   async statOf(digest: string): Promise<{ size: number; mtimeMs: number } | undefined> {

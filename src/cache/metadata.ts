@@ -115,15 +115,20 @@ export class Metadata {
       for (const [digest, r] of rows) visit(digest, r.size, r.kind);
       return rows.at(-1)?.[1].seq ?? 0;
     }
-    let after = 0;
-    for (;;) {
-      const [row] = await this.sql(
+    const sql = this.sql;
+    const chunk = (after: number) =>
+      sql(
         `SELECT max(seq) AS last, group_concat(digest || ' ' || size || ' ' || kind, ' ') AS rows
            FROM (SELECT seq, digest, size, kind FROM storage_index WHERE seq > ? ORDER BY seq LIMIT ${this.loadChunk})`,
         after,
-      );
-      const rows = row?.['rows'];
-      if (typeof rows !== 'string' || rows.length === 0) return after;
+      ).then(([row]) => ({ rows: typeof row?.['rows'] === 'string' ? row['rows'] : '', last: Number(row?.['last'] ?? after) }));
+    let after = 0;
+    let next = chunk(after);
+    for (;;) {
+      const { rows, last } = await next;
+      if (rows.length === 0) return after;
+      // sqlite reads the next chunk on the thread pool while this one is parsed.
+      next = chunk(last);
       let at = 0;
       while (at < rows.length) {
         const a = rows.indexOf(' ', at);
@@ -133,7 +138,7 @@ export class Metadata {
         visit(rows.slice(at, a), Number(rows.slice(a + 1, b)), rows.charCodeAt(b + 1) === 49 /* '1' */ ? 'manifest' : 'blob');
         at = c + 1;
       }
-      after = Number(row?.['last']);
+      after = last;
     }
   }
 

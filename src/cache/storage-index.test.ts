@@ -19,10 +19,11 @@ const digest = (i: number): string => `sha256:${i.toString(16).padStart(64, '0')
 class GatedStore extends FsBlobStore {
   listed!: () => void;
   private readonly gate = new Promise<void>((r) => (this.listed = r));
-  override async listAll(): Promise<string[]> {
-    const snapshot = await super.listAll();
+  override async *list(): AsyncIterable<string[]> {
+    const snapshot: string[][] = [];
+    for await (const digests of super.list()) snapshot.push(digests);
     await this.gate;
-    return snapshot;
+    yield* snapshot;
   }
 }
 

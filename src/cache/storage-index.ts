@@ -39,6 +39,13 @@ export interface ReconcileReport {
   readonly ms: number;
 }
 
+/** Entries checked between two turns of the event loop while reconciling in the background. */
+const RECONCILE_SLICE = 20_000;
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Recency updates are written in batches: the hit path never waits for sqlite. */
 const FLUSH_INTERVAL_MS = 5_000;
 
@@ -128,20 +135,30 @@ export class StorageIndex {
    */
   private async reconcile(): Promise<ReconcileReport> {
     const started = performance.now();
-    const onDisk = await this.store.listAll();
     const changed = this.changedWhileReconciling ?? new Set<string>();
     // Files under blobs/ only ever appear complete (atomic rename), so for known entries existence
-    // is enough; only files without a record need a stat.
+    // is enough; only files without a record need a stat. A directory at a time, yielding between
+    // them: the daemon is serving meanwhile, and a million lookups take seconds.
+    let files = 0;
     let seen = 0;
     const unknown: string[] = [];
-    for (const digest of onDisk) {
-      if (this.lru.has(digest)) seen++;
-      else unknown.push(digest);
+    for await (const digests of this.store.list()) {
+      files += digests.length;
+      for (const digest of digests) {
+        if (this.lru.has(digest)) seen++;
+        else unknown.push(digest);
+      }
+      await yieldToEventLoop();
     }
     let dropped = 0;
+    // Fewer files matched than there are entries: some records have no file (rare; a crash
+    // between unlink and record delete), or were added meanwhile. Find them with a second walk.
     if (seen < this.lru.size) {
-      const present = new Set(onDisk);
+      const present = new Set<string>();
+      for await (const digests of this.store.list()) for (const d of digests) present.add(d);
+      let i = 0;
       for (const digest of [...this.lru.keys()]) {
+        if (++i % RECONCILE_SLICE === 0) await yieldToEventLoop();
         if (present.has(digest) || changed.has(digest) || this.isProtected(digest)) continue;
         if (await this.store.statOf(digest)) continue; // committed after the listing
         if (changed.has(digest)) continue;
@@ -167,7 +184,7 @@ export class StorageIndex {
     this.changedWhileReconciling = undefined;
     this.isReconciled = true;
     this.updateGauges();
-    const report = { entries: this.lru.size, files: onDisk.length, adopted, dropped, ms: Math.round(performance.now() - started) };
+    const report = { entries: this.lru.size, files, adopted, dropped, ms: Math.round(performance.now() - started) };
     this.log.info(report, 'storage index reconciled with the disk');
     return report;
   }
