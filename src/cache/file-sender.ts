@@ -1,8 +1,10 @@
 // Sends byte ranges of a file to a writable through a few reused buffers. A buffer goes back to
 // the free list only when the socket has taken it (write callback), so memory per client is
-// bounded (BUFFERS × CHUNK). Buffers are borrowed lazily, sized to what is sent (a 30 KiB config
+// bounded (BUFFERS × chunk). Buffers are borrowed lazily, sized to what is sent (a 30 KiB config
 // blob does not take 3 MiB), and 1 MiB ones return to a shared pool when the response closes, so
 // 200 concurrent clients reuse memory instead of churning through fresh allocations.
+// The chunk shrinks as responses multiply: all senders together stay near SEND_BUDGET, so 50
+// clients of one blob read 128 KiB chunks instead of holding 150 MiB of 1 MiB buffers.
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 
@@ -10,12 +12,25 @@ import type { Writable } from 'node:stream';
 export const SEND_CHUNK = 1 << 20;
 /** In flight per response: one being read while up to two are written. */
 const BUFFERS = 3;
-/** 1 MiB buffers kept for the next responses (32 MiB). */
-const POOL_MAX = 32;
+/** 1 MiB buffers kept for the next responses (16 MiB). */
+const POOL_MAX = 16;
+/** What all responses' buffers together aim to stay under (a single client still gets 1 MiB chunks). */
+const SEND_BUDGET = 24 << 20;
+/** The smallest chunk, however many responses run. */
+const MIN_CHUNK = 64 * 1024;
 /** Below this, a response gets an exact-size buffer of its own instead of a pooled 1 MiB one. */
 const SMALL = 256 * 1024;
 
 const pool: Buffer[] = [];
+/** Responses currently sending from a file. */
+let active = 0;
+
+/** The chunk size a response uses now: a power of two between MIN_CHUNK and SEND_CHUNK. */
+function chunkSize(): number {
+  let chunk = SEND_CHUNK;
+  while (chunk > MIN_CHUNK && chunk * BUFFERS * active > SEND_BUDGET) chunk >>= 1;
+  return chunk;
+}
 
 function borrow(): Buffer {
   return pool.pop() ?? Buffer.allocUnsafeSlow(SEND_CHUNK);
@@ -36,7 +51,13 @@ export class FileSender {
   constructor(handle: FileHandle, out: Writable) {
     this.handle = handle;
     this.out = out;
+    if (out.closed) {
+      this.closed = true;
+      return;
+    }
+    active++;
     out.once('close', () => {
+      active--;
       this.closed = true;
       for (const b of this.free.splice(0)) giveBack(b);
       this.wake();
@@ -48,7 +69,7 @@ export class FileSender {
    * of bytes sent: 0 at end of file, -1 once the output is closed.
    */
   async sendChunk(position: number, max: number): Promise<number> {
-    const want = Math.min(max, SEND_CHUNK);
+    const want = Math.min(max, chunkSize());
     let buf = this.take(want);
     while (!buf) {
       if (this.closed) return -1;
@@ -82,7 +103,8 @@ export class FileSender {
     if (buf) return buf;
     if (this.owned >= BUFFERS) return undefined;
     this.owned++;
-    return want < SMALL ? Buffer.allocUnsafe(want) : borrow();
+    if (want === SEND_CHUNK) return borrow();
+    return want < SMALL ? Buffer.allocUnsafe(want) : Buffer.allocUnsafeSlow(want);
   }
 
   private release(buf: Buffer): void {
