@@ -1,5 +1,14 @@
-# regcache container image: Node 24 slim, production dependencies only, non-root.
+# regcache container image: Node 24 slim, compiled JavaScript, production dependencies only, non-root.
 # Build: docker build -t regcache .   Run: docker run -p 5000:5000 -v regcache-data:/var/lib/regcache regcache
+
+# The JavaScript build: type annotations stripped by tsc into dist/. Install scripts are skipped:
+# tsc needs no native addon and no Node binary from the node devDependency.
+FROM node:24-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY src ./src
+RUN npm run build
 
 FROM node:24-slim AS deps
 WORKDIR /app
@@ -18,7 +27,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
-COPY src ./src
+COPY --from=build /app/dist ./dist
 COPY config/regcache.example.yaml /etc/regcache/config.yaml
 RUN mkdir -p /var/lib/regcache && chown node:node /var/lib/regcache
 USER node
@@ -28,4 +37,4 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # node is PID 1 and handles SIGTERM itself: stop accepting, drain requests and downloads, exit.
 STOPSIGNAL SIGTERM
-CMD ["node", "src/main.ts"]
+CMD ["node", "dist/main.js"]

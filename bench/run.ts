@@ -118,7 +118,7 @@ class Regcache {
       'tags: {ttl: 5m}',
       'log: {level: info}',
     ].join('\n'));
-    this.child = spawn(process.execPath, ['src/main.ts', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+    this.child = spawn(process.execPath, ['dist/main.js', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
     this.url = `http://127.0.0.1:${port}`;
     await waitReady(`${this.url}/readyz`);
   }

@@ -1,5 +1,5 @@
 // Daemon startup with N cached entries: seeds a store with N files under blobs/ and their index
-// records, then times the real daemon (`node src/main.ts`) from spawn to its first `/readyz` 200,
+// records, then times the real daemon (`node dist/main.js`, built by the npm pre-script) from spawn to its first `/readyz` 200,
 // and reports its resident memory against the same daemon on an empty store, started in the same
 // run. `npm run bench:startup [-- --entries N]` (several sizes: --entries 100000,1000000).
 // `--seeded DIR` times a store seeded earlier (kept): seeding a million files takes minutes.
@@ -16,7 +16,7 @@ import { Metadata, type IndexRecord } from '../src/cache/metadata.ts';
 const { values } = parseArgs({ options: { entries: { type: 'string', default: '100000' }, seeded: { type: 'string' } } });
 const sizes = values.entries.split(',').map(Number);
 const TARGET_MS = 5_000;
-const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
+const MAIN = new URL('../dist/main.js', import.meta.url).pathname;
 
 interface Started {
   readonly child: ChildProcess;

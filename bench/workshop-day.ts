@@ -111,7 +111,7 @@ async function startRegcache(work: string, hub: FakeHub, scoped: boolean): Promi
     `tags: {ttl: ${quick ? '200ms' : '500ms'}}`,
     'log: {level: warn}',
   ].join('\n'));
-  const child = spawn(process.execPath, ['src/main.ts', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, ['dist/main.js', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   await waitReady(`${url}/readyz`, child);
   return {

@@ -1,7 +1,8 @@
 // The Dockerfile, checked without a Docker engine (none runs here): lint rules of the kind
 // hadolint applies (no npm or Debian package provides hadolint), then its steps replayed in a
-// scratch root — the production `npm ci --omit=dev`, the COPYs filtered by .dockerignore, the CMD
-// started with the image's default config and the HEALTHCHECK command run against it.
+// scratch root — the build stage (`npm ci --ignore-scripts`, `npm run build`), the production
+// `npm ci --omit=dev`, the COPYs filtered by .dockerignore, the CMD started with the image's
+// default config and the HEALTHCHECK command run against it.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -134,7 +135,9 @@ describe('Dockerfile steps replayed in a scratch root', () => {
     for (const dev of ['typescript', 'node', '@types/node', 'kubernetes-models']) {
       assert.ok(!existsSync(join(app, 'node_modules', dev)), `dev dependency ${dev} is not in the image`);
     }
-    assert.ok(!existsSync(join(app, 'src', 'testing')), '.dockerignore kept test helpers out');
+    assert.ok(existsSync(join(app, 'dist', 'main.js')), 'the compiled build is in the image');
+    assert.ok(!existsSync(join(app, 'src')), 'sources stay in the build stage');
+    assert.ok(!existsSync(join(app, 'dist', 'testing')) && !existsSync(join(app, 'dist', 'e2e')), 'test helpers are not built');
     assert.ok((await stat(inRoot('etc/regcache/config.yaml'))).isFile());
 
     const port = await freePort();
