@@ -130,7 +130,11 @@ export class Metadata {
       // sqlite reads the next chunk on the thread pool while this one is parsed.
       next = chunk(last);
       let at = 0;
+      let n = 0;
       while (at < rows.length) {
+        // Turns of the event loop let sqlite3 move the next query from prepare to execution
+        // (each step completes on the main thread); without them the two never overlap.
+        if (++n % 16_384 === 0) await new Promise((resolve) => setImmediate(resolve));
         const a = rows.indexOf(' ', at);
         const b = rows.indexOf(' ', a + 1);
         let c = rows.indexOf(' ', b + 1);

@@ -53,7 +53,7 @@ export class StorageIndex {
   // digest → size. Bounded by size, not count: a `max` makes lru-cache preallocate arrays of that
   // length. The quota itself is enforced by evictIfNeeded (which honours protection), never by
   // lru-cache. Values are plain numbers (no object per entry): a million entries load in ~1 s.
-  private readonly lru = new LRUCache<string, number>({ maxSize: Number.MAX_SAFE_INTEGER });
+  private readonly lru = new LRUCache<string, number>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (size) => Math.max(1, size) });
   /** The entries that are manifests (a small share); everything else is a blob. */
   private readonly manifests = new Set<string>();
   private readonly store: BlobStore;
@@ -106,7 +106,7 @@ export class StorageIndex {
   async load(): Promise<LoadReport> {
     const started = performance.now();
     this.seq = await this.metadata.loadIndex((digest, size, kind) => {
-      this.lru.set(digest, size, { size: Math.max(1, size) });
+      this.lru.set(digest, size);
       if (kind === 'manifest') this.manifests.add(digest);
       this.bytes += size;
     });
@@ -356,7 +356,7 @@ export class StorageIndex {
   /** A new entry, most recent; its record is written with the next flush (until then, a restart adopts the file from disk). */
   private insert(digest: string, size: number, kind: EntryKind, at: number): void {
     this.changedWhileReconciling?.add(digest);
-    this.lru.set(digest, size, { size: Math.max(1, size) });
+    this.lru.set(digest, size);
     if (kind === 'manifest') this.manifests.add(digest);
     this.bytes += size;
     this.dirty.delete(digest);
