@@ -114,9 +114,12 @@ export class Download {
   /** Fetches, tees, verifies and commits; never throws (outcome is in `ready`/`done`). */
   async run(fetch: () => Promise<UpstreamResponse>, store: BlobStore, policy: CommitPolicy = KEEP_ALL): Promise<void> {
     let res: UpstreamResponse | undefined;
+    // The temp file is created while the upstream answers: its open() is off the first byte's path.
+    const temp = store.createTemp();
+    temp.catch(() => undefined); // awaited below, or after a failed fetch
     try {
-      this.temp = await store.createTemp();
       res = await fetch();
+      this.temp = await temp;
       const length = header(res.headers, 'content-length');
       this.size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
       this.state = 'streaming';
@@ -145,6 +148,7 @@ export class Download {
     } catch (err) {
       res?.body.destroy();
       this.fail(err);
+      this.temp ??= await temp.catch(() => undefined);
       if (this.temp) await store.discard(this.temp.path);
     } finally {
       await this.closeIfIdle();
