@@ -1,17 +1,17 @@
 // Daemon startup with N cached entries: seeds a store with N files under blobs/ and their index
-// records, then times the real daemon (`node dist/main.js`, built by the npm pre-script) from spawn to its first `/readyz` 200,
-// and reports its resident memory against the same daemon on an empty store, started in the same
-// run. `npm run bench:startup [-- --entries N]` (several sizes: --entries 100000,1000000).
+// records, then times the real daemon (`node dist/main.js`, built by the npm pre-script) from
+// spawn to its first `/readyz` 200, and reports its resident memory against the same daemon on an
+// empty store, started in the same run. `npm run bench:startup [-- --entries N]` (several sizes: --entries 100000,1000000).
 // `--seeded DIR` times a store seeded earlier (kept): seeding a million files takes minutes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Metadata, type IndexRecord } from '../src/cache/metadata.ts';
+import { freePort } from '../src/testing/registry-process.ts';
 
 const { values } = parseArgs({ options: { entries: { type: 'string', default: '100000' }, seeded: { type: 'string' } } });
 const sizes = values.entries.split(',').map(Number);
@@ -32,12 +32,13 @@ async function rssOf(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
+/** The least recently used digest in a store's index: first in line for eviction. */
+async function leastRecentOf(root: string): Promise<string | undefined> {
+  const meta = Metadata.sqlite(root);
+  let first: string | undefined;
+  await meta.loadIndex((digest) => (first ??= digest));
+  await meta.close();
+  return first;
 }
 
 /** Spawns the daemon on `root` and resolves when /readyz answers 200 (or fails after 120 s). */
@@ -101,7 +102,6 @@ async function seed(root: string, n: number): Promise<string> {
   return records[0]![0];
 }
 
-const results = [];
 const emptyRoot = await mkdtemp(join(tmpdir(), 'regcache-startup-empty-'));
 try {
   const empty = await startDaemon(emptyRoot);
@@ -112,9 +112,7 @@ try {
     try {
       let leastRecent: string | undefined;
       if (values.seeded) {
-        const meta = Metadata.sqlite(root);
-        await meta.loadIndex((digest) => (leastRecent ??= digest));
-        await meta.close();
+        leastRecent = await leastRecentOf(root);
       } else {
         console.log(`seeding ${n} entries under ${root}`);
         const t = performance.now();
@@ -124,15 +122,9 @@ try {
       const run = await startDaemon(root);
       const reconcile = await run.reconciled;
       const rssReconciled = await rssOf(run.child.pid!);
-      // The least recently used entry must be first in line for eviction: order restored exactly.
-      const orderOk = await (async () => {
-        await stop(run.child);
-        const meta = Metadata.sqlite(root);
-        let first: string | undefined;
-        await meta.loadIndex((digest) => (first ??= digest));
-        await meta.close();
-        return first === leastRecent;
-      })();
+      await stop(run.child);
+      // The least recently used entry must still be first in line for eviction: order restored exactly.
+      const orderOk = (await leastRecentOf(root)) === leastRecent;
       const result = {
         entries: n,
         loadedEntries: Number(run.loaded?.['entries'] ?? 0),
@@ -151,7 +143,6 @@ try {
         date: new Date().toISOString(),
       };
       console.log(JSON.stringify(result, null, 2));
-      results.push(result);
       await mkdir(new URL('./results/', import.meta.url), { recursive: true });
       await writeFile(new URL(`./results/startup-${n}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
       if (!result.pass) process.exitCode = 1;
