@@ -65,7 +65,6 @@ export class Maintenance {
     const out: TagInfo[] = [];
     for (const { key, record } of await this.tags()) {
       if (key.upstream !== upstream || key.repo !== repo) continue;
-      const entry = this.index.get(record.digest);
       const lastUsed = await this.index.lastUsed(record.digest);
       out.push({
         tag: key.tag,
@@ -74,7 +73,7 @@ export class Maintenance {
         size: record.size,
         checkedAt: new Date(record.checkedAt).toISOString(),
         lastAccess: lastUsed === undefined ? undefined : new Date(lastUsed).toISOString(),
-        stored: entry !== undefined,
+        stored: this.index.has(record.digest),
       });
     }
     return out.sort((a, b) => a.tag.localeCompare(b.tag));

@@ -3,6 +3,7 @@
 import Keyv from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
 import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 
 export interface TagRecord {
   readonly digest: string;
@@ -134,7 +135,7 @@ export class Metadata {
       while (at < rows.length) {
         // Turns of the event loop let sqlite3 move the next query from prepare to execution
         // (each step completes on the main thread); without them the two never overlap.
-        if (++n % 16_384 === 0) await new Promise((resolve) => setImmediate(resolve));
+        if (++n % 16_384 === 0) await nextTurn();
         const a = rows.indexOf(' ', at);
         const b = rows.indexOf(' ', a + 1);
         let c = rows.indexOf(' ', b + 1);

@@ -3,6 +3,7 @@
 // byte total. When stored bytes pass high water, least recently used files are evicted down to low
 // water, never touching a file that is being read, downloaded (not in the index until committed)
 // or protected by a pin.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -41,10 +42,6 @@ export interface ReconcileReport {
 
 /** Entries checked between two turns of the event loop while reconciling in the background. */
 const RECONCILE_SLICE = 20_000;
-
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
 
 /** Recency updates are written in batches: the hit path never waits for sqlite. */
 const FLUSH_INTERVAL_MS = 5_000;
@@ -148,7 +145,7 @@ export class StorageIndex {
         if (this.lru.has(digest)) seen++;
         else unknown.push(digest);
       }
-      await yieldToEventLoop();
+      await nextTurn();
     }
     let dropped = 0;
     // Fewer files matched than there are entries: some records have no file (rare; a crash
@@ -158,7 +155,7 @@ export class StorageIndex {
       for await (const digests of this.store.list()) for (const d of digests) present.add(d);
       let i = 0;
       for (const digest of [...this.lru.keys()]) {
-        if (++i % RECONCILE_SLICE === 0) await yieldToEventLoop();
+        if (++i % RECONCILE_SLICE === 0) await nextTurn();
         if (present.has(digest) || changed.has(digest) || this.isProtected(digest)) continue;
         if (await this.store.statOf(digest)) continue; // committed after the listing
         if (changed.has(digest)) continue;
