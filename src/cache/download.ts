@@ -15,11 +15,16 @@ import { newHash, type Digest } from '../oci/digest.ts';
 import { VerificationError } from '../upstream/errors.ts';
 import { header, type UpstreamResponse } from '../upstream/registry.ts';
 import type { BlobStore, StoredBlob, TempFile } from './blob-store.ts';
+import { noteDownloaded } from './buffer-reclaim.ts';
 import { FileSender } from './file-sender.ts';
 
-/** Bytes received but not yet on disk before the upstream is paused, and when it resumes. */
-const DISK_QUEUE_HIGH = 16 << 20;
-const DISK_QUEUE_LOW = 4 << 20;
+/**
+ * Bytes received but not yet on disk before the upstream is paused, and when it resumes. Small, so
+ * that queued chunks die young (see buffer-reclaim.ts): with 16 MiB, peak RSS was ~40 MiB higher
+ * and the throughput no better.
+ */
+const DISK_QUEUE_HIGH = 2 << 20;
+const DISK_QUEUE_LOW = 1 << 20;
 
 interface Subscriber {
   readonly res: Writable;
@@ -229,6 +234,7 @@ export class Download {
         }
         this.received += buf.length;
         this.hash.update(buf);
+        noteDownloaded(buf.length);
         this.deliverLive(buf, offset);
         if (this.diskFull) {
           this.addSpill(offset, buf);
