@@ -13,6 +13,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { image, layer, sha256, type Blob } from '../src/testing/fixtures.ts';
+import { DAEMON_NODE_FLAGS } from '../src/testing/daemon-flags.ts';
 import { RegistryProcess, freePort } from '../src/testing/registry-process.ts';
 
 const run = promisify(execFile);
@@ -127,7 +128,7 @@ class Regcache {
       'tags: {ttl: 5m}',
       'log: {level: info}',
     ].join('\n'));
-    this.child = spawn(process.execPath, ['dist/main.js', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+    this.child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, 'dist/main.js', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
     this.url = `http://127.0.0.1:${port}`;
     await waitReady(`${this.url}/readyz`);
   }
@@ -346,12 +347,13 @@ async function main(): Promise<void> {
     await curl(`${rc.url}${tagPath}`);
     await curl(`${proxy.url}${tagPath}`);
     await settleDisk();
-    const rcGet = await wrk(`${rc.url}${tagPath}`, accept);
+    const { result: rcGet, peakMiB: rssManifests } = await peakRss(rc.child.pid ?? 0, () => wrk(`${rc.url}${tagPath}`, accept));
     const pxGet = await wrk(`${proxy.url}${tagPath}`, accept);
     const upGet = await wrk(`${upstream.url}${tagPath}`, accept);
     row('manifest GET by tag (vs proxy anchor)', 'req/s', rcGet.rps, pxGet.rps, 'distribution proxy', '≥ 20×', (r) => r >= 20);
     row('manifest GET by tag (vs direct)', 'req/s', rcGet.rps, upGet.rps, 'direct distribution', '≥ 3×', (r) => r >= 3);
     row('manifest GET by tag p99', 'ms', rcGet.p99ms, pxGet.p99ms, 'distribution proxy', '≤ 20 ms', () => rcGet.p99ms <= 20, false);
+    rows.push({ figure: 'peak RSS, manifest GET load (50 connections)', unit: 'MiB', regcache: round(rssManifests), anchor: 128, anchorName: 'budget', ratio: round(128 / rssManifests, 3), target: 'info', pass: true });
     const rcHead = await hey(`${rc.url}${tagPath}`, accept);
     const pxHead = await hey(`${proxy.url}${tagPath}`, accept);
     const upHead = await hey(`${upstream.url}${tagPath}`, accept);

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Metadata, type IndexRecord } from '../src/cache/metadata.ts';
+import { DAEMON_NODE_FLAGS } from '../src/testing/daemon-flags.ts';
 import { freePort } from '../src/testing/registry-process.ts';
 
 const { values } = parseArgs({ options: { entries: { type: 'string', default: '100000' }, seeded: { type: 'string' } } });
@@ -45,7 +46,7 @@ async function leastRecentOf(root: string): Promise<string | undefined> {
 async function startDaemon(root: string): Promise<Started> {
   const port = await freePort();
   const started = performance.now();
-  const child = spawn(process.execPath, [MAIN], {
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, MAIN], {
     env: { ...process.env, REGCACHE_STORAGE_ROOT: root, REGCACHE_LISTEN: `127.0.0.1:${port}`, REGCACHE_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { FakeHub } from '../src/testing/fake-registry.ts';
 import { image, layer, sha256, type Image } from '../src/testing/fixtures.ts';
+import { DAEMON_NODE_FLAGS } from '../src/testing/daemon-flags.ts';
 import { RegistryProcess, freePort } from '../src/testing/registry-process.ts';
 
 const quick = process.argv.includes('--quick');
@@ -111,7 +112,7 @@ async function startRegcache(work: string, hub: FakeHub, scoped: boolean): Promi
     `tags: {ttl: ${quick ? '200ms' : '500ms'}}`,
     'log: {level: warn}',
   ].join('\n'));
-  const child = spawn(process.execPath, ['dist/main.js', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, 'dist/main.js', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   await waitReady(`${url}/readyz`, child);
   return {

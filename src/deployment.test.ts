@@ -14,6 +14,8 @@ import { parseAllDocuments } from 'yaml';
 import { buildConfig } from './config/load.ts';
 import { parseSize } from './config/units.ts';
 import { Router } from './http/router.ts';
+import { DAEMON_NODE_FLAGS } from './testing/daemon-flags.ts';
+import { parseDockerfile } from './testing/dockerfile.ts';
 
 const dir = join(import.meta.dirname, '..', 'deploy', 'kubernetes');
 
@@ -154,5 +156,15 @@ describe('deploy/kubernetes manifests', () => {
       assert.ok(servicePorts.includes(e.port));
       assert.equal(new Router([]).route('GET', e.path).kind, 'metrics');
     }
+  });
+
+  it('gives Node the same flags however the daemon is started: npm start, the image, the regcache bin', async () => {
+    assert.ok(DAEMON_NODE_FLAGS.includes('--max-semi-space-size=4'), `npm start flags: ${DAEMON_NODE_FLAGS.join(' ')}`);
+    const stages = parseDockerfile(await readFile(join(import.meta.dirname, '..', 'Dockerfile'), 'utf8'));
+    const cmd = stages.at(-1)?.instructions.filter((i) => i.cmd === 'CMD').at(-1)?.exec;
+    assert.deepEqual(cmd, ['node', ...DAEMON_NODE_FLAGS, 'dist/main.js'], 'Dockerfile CMD');
+    const shebang = (await readFile(join(import.meta.dirname, 'main.ts'), 'utf8')).split('\n')[0];
+    assert.equal(shebang, `#!/usr/bin/env -S node ${DAEMON_NODE_FLAGS.join(' ')}`, 'main.ts shebang (the regcache bin)');
+    for (const c of get('Deployment')['spec'].template.spec.containers) assert.equal(c.command, undefined, 'the Deployment keeps the image CMD');
   });
 });

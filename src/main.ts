@@ -1,5 +1,10 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 // Entry point: `regcache [--config FILE]` loads the config, starts the server, and drains on SIGTERM.
+//
+// Node flags (the same in package.json's start script, the Dockerfile CMD and this shebang; a test
+// checks): --max-semi-space-size=4 caps V8's young generation at 4 MiB per semi-space. Left to
+// grow, it took RSS from 90 to 269 MiB under 50 connections of manifest requests, and to 175 MiB
+// with 50 clients of one cold blob (139 MiB capped); throughput stays within 5%.
 import { parseArgs } from 'node:util';
 import { createApp } from './app.ts';
 import { runAdmin } from './cli/admin.ts';
