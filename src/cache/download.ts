@@ -54,9 +54,13 @@ const PASS_THROUGH_LAG = 16 << 20;
 
 type State = 'connecting' | 'streaming' | 'committed' | 'failed';
 
+let downloads = 0;
+
 export class Download {
   readonly digest: Digest;
   readonly upstream: string;
+  /** Names this download's temp file for shared reads: unverified bytes are never shared with another download. */
+  private readonly id = `download:${++downloads}`;
   /** Length announced by the upstream (Content-Length); undefined when it sent none. */
   size: number | undefined;
   readonly ready: Promise<number | undefined>;
@@ -340,7 +344,7 @@ export class Download {
       return;
     }
     sub.busy = true;
-    sub.sender ??= new FileSender(this.temp.handle, sub.res);
+    sub.sender ??= new FileSender(this.temp.handle, sub.res, this.id);
     // Only what reached the disk is read from the file (in pass-through, the rest is spilled).
     sub.sender.sendChunk(sub.pos, Math.min(limit, this.written) - sub.pos).then(
       (sent) => {

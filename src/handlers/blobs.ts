@@ -98,7 +98,7 @@ async function serveLocal(
       res.end();
       return true;
     }
-    const sent = await new FileSender(handle, res).sendRange(range?.start ?? 0, range?.end ?? size - 1);
+    const sent = await new FileSender(handle, res, `blob:${digest.value}`).sendRange(range?.start ?? 0, range?.end ?? size - 1);
     res.end();
     ctx.metrics.servedBytes.labels(upstream, 'cache').inc(sent);
     return true;
