@@ -114,4 +114,26 @@ describe('FileSender shared reads', () => {
       assert.equal(sharedReads.held, 0, 'nothing stays held by the closed response');
     });
   });
+
+  it('makes room in a full pool for the chunk size in use by dropping idle buffers of other sizes', async () => {
+    const size = 3 * SEND_CHUNK;
+    await withFile(size, async (handle) => {
+      // 8 responses at once hold 3 chunks of 1 MiB each; once the outputs take them all, the pool is full.
+      const pending: Array<() => void> = [];
+      const outs = Array.from({ length: 8 }, () => new Writable({ write: (_c, _e, done) => void pending.push(done) }));
+      // sendRange resolves once its last chunk is handed to the output, all 3 still unwritten.
+      await Promise.all(outs.map((o) => new FileSender(handle, o).sendRange(0, size - 1)));
+      while (pending.length > 0) {
+        for (const done of pending.splice(0)) done();
+        await new Promise((r) => setImmediate(r));
+      }
+      for (const o of outs) o.destroy();
+      assert.deepEqual(sharedReads.pooled, Array(24).fill(SEND_CHUNK), 'the 1 MiB chunks just used fill the pool, displacing idle buffers of other sizes');
+      // 40 at once read 128 KiB chunks; their buffers must displace the idle 1 MiB ones.
+      await Promise.all(Array.from({ length: 40 }, () => fetchAll(handle, undefined, SEND_CHUNK)));
+      const pooled = sharedReads.pooled;
+      assert.ok(pooled.includes(128 * 1024), `128 KiB buffers are pooled: ${[...new Set(pooled)].join(', ')}`);
+      assert.ok(pooled.reduce((a, b) => a + b, 0) <= 24 * SEND_CHUNK, 'and the pool stays within its 24 MiB cap');
+    });
+  });
 });

@@ -53,7 +53,16 @@ function allocate(length: number): Buffer {
 }
 
 function recycle(buf: Buffer): void {
-  if (buf.length < MIN_CHUNK || pooledBytes + buf.length > POOL_BYTES) return;
+  if (buf.length < MIN_CHUNK) return;
+  // Room is made by dropping buffers of other sizes, largest first: when the chunk size shrinks
+  // under load, the 1 MiB buffers of quieter times must not sit in the pool.
+  for (const [size, list] of [...pool].sort((a, b) => b[0] - a[0])) {
+    while (size !== buf.length && list.length > 0 && pooledBytes + buf.length > POOL_BYTES) {
+      list.pop();
+      pooledBytes -= size;
+    }
+  }
+  if (pooledBytes + buf.length > POOL_BYTES) return;
   let list = pool.get(buf.length);
   if (!list) pool.set(buf.length, (list = []));
   list.push(buf);
@@ -71,12 +80,15 @@ interface Chunk {
 /** Reads in progress or still being written to some socket, by source, position and length. */
 const shared = new Map<string, Chunk>();
 
-/** Reads issued and reads joined so far, and the chunks held now (for tests). */
+/** Reads issued and reads joined so far, the chunks held now, and the idle buffers' sizes (for tests). */
 export const sharedReads = {
   issued: 0,
   joined: 0,
   get held(): number {
     return shared.size;
+  },
+  get pooled(): number[] {
+    return [...pool].flatMap(([size, list]) => list.map(() => size));
   },
 };
 
