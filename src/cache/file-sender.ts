@@ -56,13 +56,15 @@ function recycle(buf: Buffer): void {
   if (buf.length < MIN_CHUNK) return;
   // Room is made by dropping buffers of other sizes, largest first: when the chunk size shrinks
   // under load, the 1 MiB buffers of quieter times must not sit in the pool.
-  for (const [size, list] of [...pool].sort((a, b) => b[0] - a[0])) {
-    while (size !== buf.length && list.length > 0 && pooledBytes + buf.length > POOL_BYTES) {
-      list.pop();
-      pooledBytes -= size;
+  if (pooledBytes + buf.length > POOL_BYTES) {
+    for (const [size, list] of [...pool].sort((a, b) => b[0] - a[0])) {
+      while (size !== buf.length && list.length > 0 && pooledBytes + buf.length > POOL_BYTES) {
+        list.pop();
+        pooledBytes -= size;
+      }
     }
+    if (pooledBytes + buf.length > POOL_BYTES) return;
   }
-  if (pooledBytes + buf.length > POOL_BYTES) return;
   let list = pool.get(buf.length);
   if (!list) pool.set(buf.length, (list = []));
   list.push(buf);
