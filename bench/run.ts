@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { image, layer, sha256, type Blob } from '../src/testing/fixtures.ts';
 import { DAEMON_NODE_FLAGS } from '../src/testing/daemon-flags.ts';
+import { rssMiB } from '../src/testing/process-memory.ts';
 import { RegistryProcess, freePort } from '../src/testing/registry-process.ts';
 
 const run = promisify(execFile);
@@ -92,9 +93,7 @@ async function peakRss<T>(pid: number, work: () => Promise<T>): Promise<{ result
   let peak = 0;
   const sample = async () => {
     try {
-      const status = await readFile(`/proc/${pid}/status`, 'utf8');
-      const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-      peak = Math.max(peak, kb / 1024);
+      peak = Math.max(peak, await rssMiB(pid));
     } catch {
       // process gone
     }

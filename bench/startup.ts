@@ -6,12 +6,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Metadata, type IndexRecord } from '../src/cache/metadata.ts';
 import { DAEMON_NODE_FLAGS } from '../src/testing/daemon-flags.ts';
+import { rssMiB } from '../src/testing/process-memory.ts';
 import { freePort } from '../src/testing/registry-process.ts';
 
 const { values } = parseArgs({ options: { entries: { type: 'string', default: '100000' }, seeded: { type: 'string' } } });
@@ -26,11 +27,6 @@ interface Started {
   readonly loaded: Record<string, unknown> | undefined;
   /** The background disk check's report, once logged. */
   readonly reconciled: Promise<Record<string, unknown>>;
-}
-
-async function rssOf(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
 /** The least recently used digest in a store's index: first in line for eviction. */
@@ -72,7 +68,7 @@ async function startDaemon(root: string): Promise<Started> {
     await new Promise((r) => setTimeout(r, 20));
   }
   const readyMs = performance.now() - started;
-  return { child, readyMs, rssMiB: await rssOf(child.pid!), loaded, reconciled };
+  return { child, readyMs, rssMiB: await rssMiB(child.pid!), loaded, reconciled };
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -122,7 +118,7 @@ try {
       }
       const run = await startDaemon(root);
       const reconcile = await run.reconciled;
-      const rssReconciled = await rssOf(run.child.pid!);
+      const rssReconciled = await rssMiB(run.child.pid!);
       await stop(run.child);
       // The least recently used entry must still be first in line for eviction: order restored exactly.
       const orderOk = (await leastRecentOf(root)) === leastRecent;

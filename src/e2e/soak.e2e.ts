@@ -4,13 +4,14 @@
 // are the intended 404s; the daemon's open files and memory must not grow past a bound.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { FakeHub } from '../testing/fake-registry.ts';
 import { image, layer, sha256, type Image } from '../testing/fixtures.ts';
+import { rssMiB } from '../testing/process-memory.ts';
 import { freePort } from '../testing/registry-process.ts';
 
 const SECONDS = Number(process.env['SOAK_SECONDS'] ?? 45);
@@ -19,10 +20,6 @@ const MAIN = new URL('../main.ts', import.meta.url).pathname;
 
 async function fds(pid: number): Promise<number> {
   return (await readdir(`/proc/${pid}/fd`)).length;
-}
-async function rssMiB(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
 }
 
 describe('soak', () => {
